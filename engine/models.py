@@ -1,0 +1,175 @@
+"""Encoders by name, and the one routine that returns every layer's output.
+
+Every model here follows PyG's ``BasicGNN`` contract: ``forward(x, edge_index)``
+(``edge_index`` may also be a sparse adjacency ``adj_t``), ``num_layers``, and
+``inference_per_layer(layer, x, edge_index, batch_size)``, which applies layer
+``layer`` and its activation exactly as ``forward`` does in eval mode.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import GCNConv
+from torch_geometric.nn.models import GCN, GraphSAGE
+from torch_geometric.utils import to_torch_csr_tensor
+
+from engine.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved inside ``model.pt``."""
+
+    model: str                 # a key of MODELS
+    in_channels: int           # input feature width
+    hidden_channels: int       # width of every hidden layer
+    out_channels: int          # classes for classifiers, latent width for gvae
+    num_layers: int            # message-passing layers
+    dropout: float             # dropout after every hidden layer, training only
+
+
+class GVAE(torch.nn.Module):
+    """Variational graph autoencoder encoder (Kipf & Welling, 2016).
+
+    ``num_layers - 1`` hidden GCN layers with ReLU, then two GCN heads for the
+    mean and log standard deviation of the latent code. ``forward`` returns the
+    mean, the embedding used after training; PyG's ``VGAE`` supplies the
+    reparametrisation, the inner-product decoder and the losses.
+
+    Shapes:
+        input: x (N, in_channels), edge_index (2, E) or adj_t (N, N)
+        output: mu (N, out_channels)
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
+                 num_layers: int = 2, dropout: float = 0.0):
+        super().__init__()
+        if num_layers < 2:
+            raise UserError("gvae needs --layers 2 or more (hidden GCN layers plus the mu / logstd heads)")
+        self.num_layers = num_layers
+        self.dropout = dropout
+        widths = [in_channels] + [hidden_channels] * (num_layers - 1)
+        self.convs = torch.nn.ModuleList(GCNConv(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.conv_mu = GCNConv(hidden_channels, out_channels)
+        self.conv_logstd = GCNConv(hidden_channels, out_channels)
+
+    def hidden(self, x: Tensor, edge_index, num_sampled_nodes_per_hop=None,
+               num_sampled_edges_per_hop=None) -> tuple[Tensor, object]:
+        for i, conv in enumerate(self.convs):
+            if num_sampled_nodes_per_hop is not None:
+                x, edge_index, _ = trim_to_layer(i, num_sampled_nodes_per_hop,
+                                                 num_sampled_edges_per_hop, x, edge_index)
+            x = F.relu(conv(x, edge_index))
+            x = F.dropout(x, p=self.dropout, training=self.training)
+        if num_sampled_nodes_per_hop is not None:
+            x, edge_index, _ = trim_to_layer(self.num_layers - 1, num_sampled_nodes_per_hop,
+                                             num_sampled_edges_per_hop, x, edge_index)
+        return x, edge_index
+
+    def mu_logstd(self, x: Tensor, edge_index, **trim) -> tuple[Tensor, Tensor]:
+        h, edge_index = self.hidden(x, edge_index, **trim)
+        return self.conv_mu(h, edge_index), self.conv_logstd(h, edge_index)
+
+    def forward(self, x: Tensor, edge_index, **trim) -> Tensor:
+        h, edge_index = self.hidden(x, edge_index, **trim)
+        return self.conv_mu(h, edge_index)
+
+    def inference_per_layer(self, layer: int, x: Tensor, edge_index, batch_size: int) -> Tensor:
+        if layer == self.num_layers - 1:
+            return self.conv_mu(x, edge_index)[:batch_size]
+        return F.relu(self.convs[layer](x, edge_index))[:batch_size]
+
+
+def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
+    def build(c: ModelConfig) -> torch.nn.Module:
+        return cls(c.in_channels, c.hidden_channels, c.num_layers, c.out_channels,
+                   dropout=c.dropout, act="relu")
+    return build
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[ModelConfig], torch.nn.Module]
+    objective: str      # the objective it trains with by default
+    # Whether sampled batches may drop, layer by layer, the hops that can no
+    # longer reach the seeds (PyG's trim_to_layer). Exact for SAGE; GCN's
+    # symmetric normalisation reads the sender's degree, which trimming changes.
+    trims: bool
+
+
+MODELS: dict[str, ModelSpec] = {
+    "sage": ModelSpec(_basic_gnn(GraphSAGE), "supervised", trims=True),   # SAGEConv, mean
+    "gcn": ModelSpec(_basic_gnn(GCN), "supervised", trims=False),         # GCNConv, not cached
+    "gvae": ModelSpec(lambda c: GVAE(c.in_channels, c.hidden_channels, c.out_channels,
+                                     c.num_layers, c.dropout), "vgae", trims=False),
+}
+
+
+def build_model(config: ModelConfig) -> torch.nn.Module:
+    if config.model not in MODELS:
+        raise UserError(f"unknown model {config.model!r}; choose from {', '.join(MODELS)}")
+    return MODELS[config.model].build(config)
+
+
+def adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """``adj_t`` as a ``torch.sparse`` CSR tensor: row i holds the sources of
+    the edges into node i. Message passing over it never materialises one
+    message per edge, so a full-graph pass costs O(E + N x width) memory."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant)")
+        return to_torch_csr_tensor(edge_index.flip(0), size=(num_nodes, num_nodes))
+
+
+@torch.no_grad()
+def layer_outputs(model: torch.nn.Module, x: Tensor, adj_t) -> list[Tensor]:
+    """Every layer's output for every node, in eval mode.
+
+    Args:
+        model: any model of ``MODELS``.
+        x: (N, in_channels) input features (layer 0, not returned).
+        adj_t: the graph as ``adjacency(edge_index, N)`` (or an ``edge_index``).
+
+    Returns:
+        ``num_layers`` tensors, layer i of shape (N, width_i); the last equals
+        ``model(x, adj_t)`` in eval mode.
+    """
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for layer in range(model.num_layers):
+        x = model.inference_per_layer(layer, x, adj_t, x.size(0))
+        outputs.append(x)
+    model.train(was_training)
+    return outputs
+
+
+def save_model(model: torch.nn.Module, config: ModelConfig, path: Path) -> None:
+    """``model.pt``: the state dict and the config that rebuilds the model."""
+    from engine.runs import atomic_torch_save
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": 1, "model_config": asdict(config), "state_dict": state}, path)
+
+
+def load_model(path: Path) -> tuple[torch.nn.Module, ModelConfig]:
+    """Rebuild a model from a ``model.pt`` written by ``save_model`` (no pickle:
+    ``weights_only=True``)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        config = ModelConfig(**checkpoint["model_config"])
+    except Exception as e:
+        raise UserError(f"{path} is not a layerscope checkpoint ({type(e).__name__}: {e})".replace("\n", " ")) from None
+    model = build_model(config)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit a {config.model} model "
+                        f"({str(e).splitlines()[0]})") from None
+    return model, config

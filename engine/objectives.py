@@ -1,0 +1,175 @@
+"""What a model is trained to do: one class per objective, one registry.
+
+An objective owns the data on the device, runs one training epoch
+(``train_epoch``) and evaluates (``evaluate``, no gradients) returning a dict
+of metrics whose ``score`` is what early stopping watches (higher is better).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from engine.data import GraphBundle
+from engine.models import adjacency
+from engine.sampler import neighbor_batches
+
+
+def classification_metrics(y_true: Tensor, y_pred: Tensor, evaluator=None) -> dict[str, float]:
+    """Accuracy (by the OGB ``Evaluator`` when given) and macro precision, recall, F1."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    y_true, y_pred = y_true.cpu().numpy(), y_pred.cpu().numpy()
+    if evaluator is not None:
+        acc = evaluator.eval({"y_true": y_true[:, None], "y_pred": y_pred[:, None]})["acc"]
+    else:
+        acc = accuracy_score(y_true, y_pred)
+    p, r, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    return {"acc": float(acc), "macro_precision": float(p), "macro_recall": float(r), "macro_f1": float(f1)}
+
+
+def _autocast(device: torch.device, enabled: bool):
+    # bf16 autocast on CUDA for sampled batches (dense edge_index message passing).
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+class Supervised:
+    """Cross-entropy on the training split; full-batch over a sparse adjacency,
+    or neighbour-sampled mini-batches when ``fanout`` is set."""
+
+    def __init__(self, bundle: GraphBundle, device: torch.device, fanout: list[int] | None,
+                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool):
+        data = bundle.data
+        self.device, self.fanout, self.batch_size, self.trim = device, fanout, batch_size, trim
+        self.sampler, self.seed, self.amp = sampler, seed, amp
+        self.split = bundle.split
+        self.x, self.y = data.x, data.y
+        self.edge_index, self.num_nodes = data.edge_index, data.num_nodes
+        self.adj_t = adjacency(data.edge_index, data.num_nodes).to(device)
+        self.x_dev = data.x.to(device)
+        self.evaluator = None
+        if bundle.name.startswith("ogbn-"):
+            from ogb.nodeproppred import Evaluator
+            self.evaluator = Evaluator(bundle.name)
+
+    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        model.train()
+        if self.fanout is None:
+            train = self.split["train"].to(self.device)
+            optimizer.zero_grad()
+            out = model(self.x_dev, self.adj_t)
+            loss = F.cross_entropy(out[train], self.y[self.split["train"]].to(self.device))
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
+
+        total, count = 0.0, 0
+        batches = neighbor_batches(self.edge_index, self.num_nodes, self.split["train"], self.fanout,
+                                   self.batch_size, shuffle=True, seed=self.seed * 100_003 + epoch,
+                                   sampler=self.sampler)
+        num_batches = -(-self.split["train"].numel() // self.batch_size)
+        for batch in tqdm(batches, total=num_batches, desc=f"epoch {epoch}", leave=False,
+                          disable=num_batches < 20):
+            x = self.x[batch.n_id].to(self.device, non_blocking=True)
+            y = self.y[batch.n_id[:batch.batch_size]].to(self.device, non_blocking=True)
+            optimizer.zero_grad()
+            trim = {"num_sampled_nodes_per_hop": batch.num_sampled_nodes,
+                    "num_sampled_edges_per_hop": batch.num_sampled_edges} if self.trim else {}
+            with _autocast(self.device, self.amp):
+                out = model(x, batch.edge_index.to(self.device), **trim)[:batch.batch_size]
+                loss = F.cross_entropy(out.float(), y)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * batch.batch_size
+            count += batch.batch_size
+        return total / count
+
+    @torch.no_grad()
+    def predict(self, model: torch.nn.Module) -> Tensor:
+        """(N, num_classes) class probabilities of every node, full graph, eval mode."""
+        model.eval()
+        return model(self.x_dev, self.adj_t).float().softmax(dim=-1).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
+        pred = self.predict(model).argmax(dim=-1)
+        metrics = {}
+        for key in ("train", "val", "test"):
+            idx = self.split[key]
+            if idx.numel() == 0:
+                continue
+            m = classification_metrics(self.y[idx], pred[idx], self.evaluator)
+            metrics[f"{key}_acc"] = m["acc"]
+            if final and key == "test":
+                metrics.update({f"test_{k}": v for k, v in m.items() if k != "acc"})
+        metrics["score"] = metrics.get("val_acc", metrics["train_acc"])
+        return metrics
+
+
+class _MuLogstd(torch.nn.Module):
+    """Adapts a ``GVAE`` to the ``(mu, logstd)`` encoder PyG's ``VGAE`` expects."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, edge_index) -> tuple[Tensor, Tensor]:
+        return self.model.mu_logstd(x, edge_index)
+
+
+class VariationalAutoencoding:
+    """VGAE: reconstruct held-in edges from inner products of the latent codes,
+    plus the KL term; 5% of edges held out for validation and 5% for test,
+    scored by link AUC and AP against as many sampled non-edges."""
+
+    def __init__(self, bundle: GraphBundle, device: torch.device, fanout: list[int] | None,
+                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool):
+        from torch_geometric.data import Data
+        from torch_geometric.transforms import RandomLinkSplit
+
+        data = bundle.data
+        torch.manual_seed(seed)
+        split = RandomLinkSplit(num_val=0.05, num_test=0.05, is_undirected=True, split_labels=True,
+                                add_negative_train_samples=False)
+        train, val, test = split(Data(edge_index=data.edge_index, num_nodes=data.num_nodes))
+        self.device, self.num_nodes = device, data.num_nodes
+        self.x_dev = data.x.to(device)
+        self.adj_t = adjacency(train.edge_index, data.num_nodes).to(device)   # held-out edges unseen
+        self.train_pos = train.pos_edge_label_index.to(device)
+        self.eval_edges = {key: (d.pos_edge_label_index.to(device), d.neg_edge_label_index.to(device))
+                           for key, d in (("val", val), ("test", test))}
+        self.edge_counts = {"train": train.pos_edge_label_index.size(1),
+                            "val": val.pos_edge_label_index.size(1),
+                            "test": test.pos_edge_label_index.size(1)}
+
+    @staticmethod
+    def _vgae(model: torch.nn.Module):
+        from torch_geometric.nn import VGAE
+
+        return VGAE(_MuLogstd(model))
+
+    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        vgae = self._vgae(model).train()
+        optimizer.zero_grad()
+        z = vgae.encode(self.x_dev, self.adj_t)
+        loss = vgae.recon_loss(z, self.train_pos) + vgae.kl_loss() / self.num_nodes
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
+        vgae = self._vgae(model).eval()
+        z = vgae.encode(self.x_dev, self.adj_t)       # the mean in eval mode
+        metrics = {}
+        for key, (pos, neg) in self.eval_edges.items():
+            auc, ap = vgae.test(z, pos, neg)
+            metrics[f"{key}_auc"], metrics[f"{key}_ap"] = float(auc), float(ap)
+        metrics["score"] = metrics["val_auc"]
+        return metrics
+
+
+# objective name -> class; the default per model is in engine.models.MODELS
+OBJECTIVES = {"supervised": Supervised, "vgae": VariationalAutoencoding}

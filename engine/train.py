@@ -1,0 +1,240 @@
+"""Training: the config, the device, and one plain loop with early stopping.
+
+Writes into the run folder while it trains: ``last.pt`` (everything needed to
+``--resume``) and ``history.csv`` after every epoch; ``model.pt`` (the best
+epoch's weights) and ``run.json`` (last, atomically) when it finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from engine import __version__
+from engine.data import GraphBundle, load_dataset
+from engine.errors import UserError
+from engine.models import MODELS, ModelConfig, build_model, save_model
+from engine.objectives import OBJECTIVES
+from engine.runs import (HISTORY_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE, SCHEMA_VERSION,
+                         atomic_torch_save, atomic_write_csv, atomic_write_json)
+from engine.sampler import resolve_sampler
+
+REFERENCE_FANOUT = [15, 10, 5]   # GraphSAGE paper / OGB ogbn-products recipe
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Defaults are the OGB ogbn-products GraphSAGE recipe."""
+
+    dataset: str = "demo"              # a name load_dataset accepts
+    model: str = "sage"                # sage | gcn | gvae
+    epochs: int = 200                  # upper bound; early stopping usually ends sooner
+    hidden_channels: int = 256         # width of every hidden layer
+    num_layers: int = 3                # message-passing layers
+    out_channels: int = 64             # latent width of gvae (classifiers use the class count)
+    lr: float = 0.003                  # Adam learning rate
+    weight_decay: float = 0.0          # Adam L2 penalty
+    dropout: float | None = None       # None: 0.5 for classifiers, 0.0 for gvae
+    split: str | None = None           # None: the official split, else 60/20/20
+    fanout: list[int] | None = None    # None: full-batch when the graph fits in memory
+    batch_size: int = 1024             # seed nodes per mini-batch
+    sampler: str = "auto"              # auto | builtin | pyg
+    patience: int = 50                 # epochs without a better validation score before stopping
+    seed: int = 0                      # split, initialisation, dropout and sampling
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    amp: bool = True                   # bf16 autocast for sampled batches on CUDA
+    data_root: str | None = None       # --data-root, else $LAYERSCOPE_DATA, else ./data
+    objective: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UserError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        self.objective = MODELS[self.model].objective
+        if self.dropout is None:
+            self.dropout = 0.0 if self.objective == "vgae" else 0.5
+        for name in ("epochs", "hidden_channels", "num_layers", "out_channels", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.fanout is not None:
+            if len(self.fanout) != self.num_layers:
+                raise UserError(f"--fanout has {len(self.fanout)} values but --layers is {self.num_layers}; "
+                                "give one fan-out per layer")
+            if min(self.fanout) < 1:
+                raise UserError("--fanout values must be at least 1")
+            if self.objective == "vgae":
+                raise UserError("gvae trains full-batch; --fanout applies to sage and gcn")
+        resolve_sampler(self.sampler)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; a named device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA device is available to this PyTorch "
+                            f"({torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name}: layerscope runs on cpu or cuda")
+    return device
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def fits_full_batch(bundle: GraphBundle, cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether a full-graph training step fits in half the free memory: the
+    sparse adjacency (12 bytes an edge) plus activations, their gradients and
+    dropout masks for every layer (about 4 float32 copies of N x width)."""
+    widths = cfg.hidden_channels * cfg.num_layers + bundle.data.num_features
+    need = 12 * bundle.data.edge_index.size(1) + 16 * bundle.num_nodes * widths
+    return need < _free_memory(device) // 2
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = False,
+        progress: bool = True) -> dict:
+    """Train ``cfg.model`` on ``bundle``, writing the run folder ``run_dir``.
+
+    Returns the ``run.json`` dict. ``run_dir`` must exist; with ``resume`` it
+    holds the ``last.pt`` of an interrupted run of the same config.
+    """
+    device = resolve_device(cfg.device)
+    fanout = cfg.fanout
+    if fanout is None and cfg.objective != "vgae" and not fits_full_batch(bundle, cfg, device):
+        fanout = (REFERENCE_FANOUT + [5] * cfg.num_layers)[:cfg.num_layers]
+        tqdm.write(f"{bundle.name} does not fit full-batch on {device}; sampling neighbours {fanout}")
+    elif fanout is None and cfg.objective == "vgae" and not fits_full_batch(bundle, cfg, device):
+        raise UserError(f"{bundle.name} is too large for full-batch gvae on {device}; "
+                        "use a smaller --hidden or a larger machine")
+
+    model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
+                               cfg.out_channels if cfg.objective == "vgae" else bundle.num_classes,
+                               cfg.num_layers, cfg.dropout)
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_config).to(device)
+    objective = OBJECTIVES[cfg.objective](bundle, device, fanout, cfg.batch_size, cfg.sampler,
+                                          cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    start_epoch, history = 1, []
+    best = {"score": -float("inf"), "epoch": 0, "state": None}
+    if resume:
+        state = torch.load(run_dir / RESUME_FILE, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        best = state["best"]
+        start_epoch = state["epoch"] + 1
+        history = pd.read_csv(run_dir / HISTORY_FILE).to_dict("records")
+        tqdm.write(f"resuming {run_dir.name} after epoch {state['epoch']}")
+
+    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress,
+               initial=start_epoch - 1, total=cfg.epochs)
+    for epoch in bar:
+        torch.manual_seed(cfg.seed * 100_003 + epoch)   # same dropout and sampling after a resume
+        t0 = time.perf_counter()
+        loss = objective.train_epoch(model, optimizer, epoch)
+        train_seconds = time.perf_counter() - t0
+        metrics = objective.evaluate(model)
+        row = {"epoch": epoch, "loss": loss, **{k: v for k, v in metrics.items() if k != "score"},
+               "seconds": train_seconds, "eval_seconds": time.perf_counter() - t0 - train_seconds}
+        history.append(row)
+        if metrics["score"] > best["score"]:
+            best = {"score": metrics["score"], "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        tqdm.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        atomic_write_csv(run_dir / HISTORY_FILE, history)
+        atomic_torch_save({"epoch": epoch, "config": asdict(cfg), "model": model.state_dict(),
+                           "optimizer": optimizer.state_dict(), "best": best}, run_dir / RESUME_FILE)
+        if epoch - best["epoch"] >= cfg.patience:
+            tqdm.write(f"early stop: no better validation score for {cfg.patience} epochs")
+            break
+    bar.close()
+
+    model.load_state_dict(best["state"])
+    final = objective.evaluate(model, final=True)
+    final.pop("score")
+    save_model(model, model_config, run_dir / MODEL_FILE)
+    frame = pd.DataFrame(history)
+    run = {
+        "schema_version": SCHEMA_VERSION,
+        "name": run_dir.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "engine_version": __version__,
+        "dataset": bundle.facts(),
+        "model": {**asdict(model_config), "objective": cfg.objective},
+        "config": asdict(cfg),
+        "device": device_name(device),
+        "training": {
+            "mode": "full-batch" if fanout is None else "sampled",
+            "fanout": fanout,
+            "sampler": None if fanout is None else resolve_sampler(cfg.sampler),
+            "epochs_run": int(frame["epoch"].max()),
+            "best_epoch": int(best["epoch"]),
+            "train_seconds": float(frame["seconds"].sum()),
+            "seconds_per_epoch": float(frame["seconds"].mean()),
+        },
+        "metrics": {**final, "evaluator": f"ogb:{bundle.name}" if bundle.name.startswith("ogbn-")
+                    else ("sklearn" if cfg.objective == "supervised" else "pyg-vgae")},
+        "files": {"model": MODEL_FILE, "history": HISTORY_FILE},
+    }
+    if hasattr(objective, "edge_counts"):
+        run["training"]["link_split_edges"] = objective.edge_counts
+    atomic_write_json(run_dir / RUN_FILE, run)
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)
+    return run
+
+
+def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, progress: bool = True) -> dict:
+    """Load the data, make (or reopen) ``out/name`` and train into it.
+
+    Nothing is created until the inputs have been checked, and a run that fails
+    before its first epoch is saved leaves no folder behind.
+    """
+    run_dir = out / name
+    if resume:
+        if (run_dir / RUN_FILE).exists():
+            raise UserError(f"{run_dir} is complete; there is nothing to resume")
+        if not (run_dir / RESUME_FILE).exists():
+            raise UserError(f"{run_dir} has no {RESUME_FILE} to resume from; start it again without --resume")
+        # The interrupted run's own settings; only the device may change.
+        saved = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=True)["config"]
+        saved.pop("objective")
+        cfg = TrainConfig(**{**saved, "device": cfg.device})
+    elif run_dir.exists():
+        hint = "pick another --name" if (run_dir / RUN_FILE).exists() else "add --resume to continue it"
+        raise UserError(f"run folder {run_dir} already exists; {hint}")
+
+    resolve_device(cfg.device)
+    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return fit(cfg, bundle, run_dir, resume=resume, progress=progress)
+    except BaseException:
+        if not (run_dir / RESUME_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise

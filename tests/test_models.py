@@ -1,0 +1,68 @@
+"""Models: the per-layer routine equals forward, trimming is exact, checkpoints rebuild."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.errors import UserError
+from engine.models import MODELS, ModelConfig, adjacency, build_model, layer_outputs, load_model, save_model
+from engine.sampler import NeighborSampler
+
+MODEL_NAMES = ["sage", "gcn", "gvae"]
+
+
+def _model(name, photo, seed=0):
+    torch.manual_seed(seed)
+    out = 16 if name == "gvae" else photo.num_classes
+    return build_model(ModelConfig(name, photo.data.num_features, 64, out, 3, 0.5))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_layer_outputs_end_with_forward_on_amazon_photo(photo, name):
+    model = _model(name, photo).eval()
+    x, edge_index = photo.data.x, photo.data.edge_index
+    layers = layer_outputs(model, x, adjacency(edge_index, photo.num_nodes))
+    assert len(layers) == 3
+    assert all(h.shape[0] == photo.num_nodes for h in layers)
+    assert layers[-1].shape[1] == (16 if name == "gvae" else 8)
+    with torch.no_grad():
+        reference = model(x, edge_index)                  # plain message passing over edge_index
+    assert torch.allclose(layers[-1], reference, atol=1e-4)
+    assert (layers[0] >= 0).all()                           # hidden layers are after their ReLU
+
+
+@pytest.mark.parametrize("name", [n for n, spec in MODELS.items() if spec.trims])
+def test_trimmed_sampled_forward_equals_the_untrimmed_one(photo, name):
+    model = _model(name, photo).eval()
+    b = NeighborSampler(photo.data.edge_index, photo.num_nodes, [15, 10, 5]).sample(torch.arange(256))
+    x = photo.data.x[b.n_id]
+    with torch.no_grad():
+        full = model(x, b.edge_index)[:b.batch_size]
+        trimmed = model(x, b.edge_index, num_sampled_nodes_per_hop=b.num_sampled_nodes,
+                        num_sampled_edges_per_hop=b.num_sampled_edges)[:b.batch_size]
+    assert torch.allclose(full, trimmed, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_saved_model_rebuilds_from_its_file_alone(photo, name, tmp_path):
+    model = _model(name, photo, seed=3).eval()
+    config = ModelConfig(name, photo.data.num_features, 64, 16 if name == "gvae" else 8, 3, 0.5)
+    save_model(model, config, tmp_path / "model.pt")
+    loaded, loaded_config = load_model(tmp_path / "model.pt")
+    assert loaded_config == config
+    x, adj_t = photo.data.x, adjacency(photo.data.edge_index, photo.num_nodes)
+    assert torch.equal(layer_outputs(loaded, x, adj_t)[-1], layer_outputs(model, x, adj_t)[-1])
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a layerscope checkpoint"):
+        load_model(tmp_path / "model.pt")
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(photo, tmp_path):
+    config = ModelConfig("sage", photo.data.num_features, 64, 8, 3, 0.5)
+    save_model(_model("gcn", photo), config, tmp_path / "model.pt")
+    with pytest.raises(UserError, match="do not fit a sage model"):
+        load_model(tmp_path / "model.pt")
