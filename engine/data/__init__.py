@@ -1,0 +1,72 @@
+"""Datasets by name: one registry, one bundle type.
+
+>>> bundle = load_dataset("amazon-photo", root="../shared/data", split="per-class:20,30", seed=0)
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from engine.data.bundle import GraphBundle, edge_homophily, graph_fingerprint
+from engine.data.loaders import load_amazon, load_ogb, load_planetoid, load_table_graph
+from engine.data.splits import DEFAULT_SPLIT, parse_split, stratified_split
+from engine.data.synthetic import demo_graph
+from engine.errors import UserError
+
+__all__ = ["DATASETS", "GraphBundle", "data_root", "edge_homophily", "graph_fingerprint",
+           "load_dataset", "parse_split"]
+
+# name -> reader(root) returning (data, class_names, official split or None).
+DATASETS: dict[str, Callable] = {
+    "demo": lambda root: (*demo_graph(), None),
+    "amazon-photo": partial(load_amazon, which="Photo"),
+    "amazon-computers": partial(load_amazon, which="Computers"),
+    "cora": partial(load_planetoid, name="cora"),
+    "citeseer": partial(load_planetoid, name="citeseer"),
+    "pubmed": partial(load_planetoid, name="pubmed"),
+    "ogbn-products": partial(load_ogb, name="ogbn-products"),
+    "ogbn-arxiv": partial(load_ogb, name="ogbn-arxiv"),
+}
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def data_root(flag: str | os.PathLike | None = None) -> Path:
+    """``--data-root``, else ``$LAYERSCOPE_DATA``, else ``./data``."""
+    return Path(flag or os.environ.get("LAYERSCOPE_DATA") or "data").expanduser()
+
+
+def dataset_names() -> list[str]:
+    return [*DATASETS, *(f"{fmt}:<dir>" for fmt in TABLE_FORMATS)]
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None,
+                 seed: int = 0) -> GraphBundle:
+    """Load a dataset by name and split it.
+
+    Args:
+        name: a key of ``DATASETS``, or ``csv:DIR`` / ``parquet:DIR``.
+        root: data root; see ``data_root``.
+        split: ``None`` for the dataset's official split (``60/20/20`` where it
+            has none), or a spec ``stratified_split`` accepts.
+        seed: seed of a stratified split.
+    """
+    if split is not None:
+        parse_split(split)  # fail on a bad spec before reading any file
+    fmt, _, folder = name.partition(":")
+    if folder and fmt in TABLE_FORMATS:
+        data, class_names, official = load_table_graph(Path(folder).expanduser(), fmt)
+    elif name in DATASETS:
+        data, class_names, official = DATASETS[name](data_root(root))
+    else:
+        raise UserError(f"unknown dataset {name!r}; choose from {', '.join(dataset_names())}")
+
+    if int(data.y.max()) >= len(class_names):
+        raise UserError(f"{name}: label {int(data.y.max())} has no class name "
+                        f"({len(class_names)} names)")
+    if split is None and official is not None:
+        return GraphBundle(name, data, official, class_names, "official")
+    spec = split or DEFAULT_SPLIT
+    return GraphBundle(name, data, stratified_split(data.y, spec, seed), class_names, spec)
