@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    train.add_argument("--normalize-features", action="store_true",
+                       help="scale each node's features to sum 1 (helps bag-of-words features)")
     train.add_argument("--data-root", default=None, metavar="DIR",
                        help="dataset folder (default: $LAYERSCOPE_DATA, else ./data)")
     train.add_argument("--out", default="checkpoints", metavar="DIR", help="folder of run folders")
@@ -99,7 +101,7 @@ def _train(args: argparse.Namespace) -> int:
                       lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, split=args.split,
                       fanout=args.fanout, batch_size=args.batch_size, sampler=args.sampler,
                       patience=args.patience, seed=args.seed, device=args.device, amp=not args.no_amp,
-                      data_root=args.data_root)
+                      normalize_features=args.normalize_features, data_root=args.data_root)
     name = args.name or default_run_name(cfg.dataset, cfg.model)
     run = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in run["metrics"].items() if isinstance(v, float))

@@ -7,6 +7,7 @@ epoch's weights) and ``run.json`` (last, atomically) when it finishes.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import shutil
@@ -51,6 +52,7 @@ class TrainConfig:
     seed: int = 0                      # split, initialisation, dropout and sampling
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     amp: bool = True                   # bf16 autocast for sampled batches on CUDA
+    normalize_features: bool = False   # rows of x scaled to sum 1 (PyG's NormalizeFeatures)
     data_root: str | None = None       # --data-root, else $LAYERSCOPE_DATA, else ./data
     objective: str = field(init=False, default="")
 
@@ -124,6 +126,11 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     holds the ``last.pt`` of an interrupted run of the same config.
     """
     device = resolve_device(cfg.device)
+    if cfg.normalize_features:
+        from torch_geometric.transforms import NormalizeFeatures
+
+        bundle = copy.copy(bundle)       # the fingerprint keeps naming the raw graph
+        bundle.data = NormalizeFeatures()(bundle.data.clone())
     fanout = cfg.fanout
     if fanout is None and cfg.objective != "vgae" and not fits_full_batch(bundle, cfg, device):
         fanout = (REFERENCE_FANOUT + [5] * cfg.num_layers)[:cfg.num_layers]
