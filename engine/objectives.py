@@ -118,6 +118,11 @@ class _MuLogstd(torch.nn.Module):
     def forward(self, x: Tensor, edge_index) -> tuple[Tensor, Tensor]:
         return self.model.mu_logstd(x, edge_index)
 
+    def reset_parameters(self) -> None:
+        """A no-op on purpose: ``GAE.__init__`` resets its encoder, and wrapping a
+        model (every epoch, at evaluation, after loading the best weights) must
+        never re-initialise it."""
+
 
 class VariationalAutoencoding:
     """VGAE: reconstruct held-in edges from inner products of the latent codes,

@@ -66,3 +66,12 @@ def test_a_checkpoint_of_another_architecture_is_refused(photo, tmp_path):
     save_model(_model("gcn", photo), config, tmp_path / "model.pt")
     with pytest.raises(UserError, match="do not fit a sage model"):
         load_model(tmp_path / "model.pt")
+
+
+def test_wrapping_a_gvae_for_its_losses_keeps_its_weights(photo):
+    from engine.objectives import VariationalAutoencoding
+
+    model = _model("gvae", photo, seed=5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    VariationalAutoencoding._vgae(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
