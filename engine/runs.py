@@ -54,7 +54,3 @@ def default_run_name(dataset: str, model: str) -> str:
     label = f"{kind}-{Path(folder).name}" if folder else dataset
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
     return f"{label}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def is_complete(run_dir: Path) -> bool:
-    return (run_dir / RUN_FILE).exists()

@@ -132,12 +132,12 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         bundle = copy.copy(bundle)       # the fingerprint keeps naming the raw graph
         bundle.data = NormalizeFeatures()(bundle.data.clone())
     fanout = cfg.fanout
-    if fanout is None and cfg.objective != "vgae" and not fits_full_batch(bundle, cfg, device):
+    if fanout is None and not fits_full_batch(bundle, cfg, device):
+        if cfg.objective == "vgae":
+            raise UserError(f"{bundle.name} is too large for full-batch gvae on {device}; "
+                            "use a smaller --hidden or a larger machine")
         fanout = (REFERENCE_FANOUT + [5] * cfg.num_layers)[:cfg.num_layers]
         tqdm.write(f"{bundle.name} does not fit full-batch on {device}; sampling neighbours {fanout}")
-    elif fanout is None and cfg.objective == "vgae" and not fits_full_batch(bundle, cfg, device):
-        raise UserError(f"{bundle.name} is too large for full-batch gvae on {device}; "
-                        "use a smaller --hidden or a larger machine")
 
     model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
                                cfg.out_channels if cfg.objective == "vgae" else bundle.num_classes,

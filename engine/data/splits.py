@@ -71,7 +71,3 @@ def stratified_split(y: torch.Tensor, spec: str, seed: int) -> dict[str, torch.T
     val = order[(position >= cut_train) & (position < cut_val)]
     test = order[position >= cut_val]
     return {"train": train.sort().values, "val": val.sort().values, "test": test.sort().values}
-
-
-def mask_to_index(mask: torch.Tensor) -> torch.Tensor:
-    return mask.nonzero().view(-1)
