@@ -60,26 +60,18 @@ class GVAE(torch.nn.Module):
         self.conv_mu = GCNConv(hidden_channels, out_channels)
         self.conv_logstd = GCNConv(hidden_channels, out_channels)
 
-    def hidden(self, x: Tensor, edge_index, num_sampled_nodes_per_hop=None,
-               num_sampled_edges_per_hop=None) -> tuple[Tensor, object]:
-        for i, conv in enumerate(self.convs):
-            if num_sampled_nodes_per_hop is not None:
-                x, edge_index, _ = trim_to_layer(i, num_sampled_nodes_per_hop,
-                                                 num_sampled_edges_per_hop, x, edge_index)
+    def hidden(self, x: Tensor, edge_index) -> Tensor:
+        for conv in self.convs:
             x = F.relu(conv(x, edge_index))
             x = F.dropout(x, p=self.dropout, training=self.training)
-        if num_sampled_nodes_per_hop is not None:
-            x, edge_index, _ = trim_to_layer(self.num_layers - 1, num_sampled_nodes_per_hop,
-                                             num_sampled_edges_per_hop, x, edge_index)
-        return x, edge_index
+        return x
 
-    def mu_logstd(self, x: Tensor, edge_index, **trim) -> tuple[Tensor, Tensor]:
-        h, edge_index = self.hidden(x, edge_index, **trim)
+    def mu_logstd(self, x: Tensor, edge_index) -> tuple[Tensor, Tensor]:
+        h = self.hidden(x, edge_index)
         return self.conv_mu(h, edge_index), self.conv_logstd(h, edge_index)
 
-    def forward(self, x: Tensor, edge_index, **trim) -> Tensor:
-        h, edge_index = self.hidden(x, edge_index, **trim)
-        return self.conv_mu(h, edge_index)
+    def forward(self, x: Tensor, edge_index) -> Tensor:
+        return self.conv_mu(self.hidden(x, edge_index), edge_index)
 
     def inference_per_layer(self, layer: int, x: Tensor, edge_index, batch_size: int) -> Tensor:
         if layer == self.num_layers - 1:

@@ -96,7 +96,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 
     result = run_engine("train", "--resume", "--name", "r", "--out", tmp_path, "--quiet")
     assert result.returncode == 0, result.stderr
-    assert f"resuming r after epoch" in result.stdout + result.stderr
+    assert "resuming r after epoch" in result.stdout + result.stderr
     epochs = pd.read_csv(history)["epoch"].tolist()
     assert epochs == list(range(1, 61))                       # continued, not restarted
     run = json.loads((tmp_path / "r" / "run.json").read_text())
