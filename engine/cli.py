@@ -28,6 +28,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one: not for flags or None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",")]
@@ -39,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.data import dataset_names
     from engine.models import MODELS
     from engine.sampler import SAMPLERS
-    from engine.train import TrainConfig
+    from engine.train import MONITORS, WEIGHT_DECAY_ON, TrainConfig
 
     d = TrainConfig()
     parser = _Parser(prog="python -m engine", description=DESCRIPTION, epilog=EPILOG,
@@ -50,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model and write its run folder",
         description="Train a model and write checkpoints/<run>/ (model.pt, history.csv, run.json). "
                     "Defaults are the OGB ogbn-products GraphSAGE recipe.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Defaults)
     train.add_argument("--dataset", default=d.dataset, metavar="NAME",
                        help=f"one of {', '.join(dataset_names())}")
     train.add_argument("--model", default=d.model, choices=list(MODELS))
@@ -60,10 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out-channels", type=int, default=d.out_channels, help="gvae latent width")
     train.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     train.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam L2 penalty")
-    train.add_argument("--dropout", type=float, default=None, help="dropout (default 0.5; gvae 0)")
+    train.add_argument("--weight-decay-on", default=d.weight_decay_on, choices=WEIGHT_DECAY_ON,
+                       help="penalise every layer, or only the first as Kipf & Welling's GCN does")
+    train.add_argument("--dropout", type=float, default=None,
+                       help="dropout after every hidden layer (default 0.5; gvae 0)")
+    train.add_argument("--input-dropout", type=float, default=d.input_dropout,
+                       help="dropout on the input features")
+    train.add_argument("--l2-normalize", action="store_true",
+                       help="sage: scale every layer's output to unit length (GraphSAGE paper)")
     train.add_argument("--split", default=None,
                        help="60/20/20-style percentages or per-class:20,30 (default: the official "
                             "split where the dataset has one, else 60/20/20)")
+    train.add_argument("--largest-component", action="store_true",
+                       help="train and evaluate on the largest connected component only, as "
+                            "Shchur et al. do")
     train.add_argument("--fanout", type=_int_list, default=None, metavar="15,10,5",
                        help="neighbours sampled per layer: train in mini-batches (default: full-batch "
                             "when the graph fits in memory, else 15,10,5)")
@@ -72,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto uses pyg-lib / torch-sparse when installed, else the built-in sampler")
     train.add_argument("--patience", type=int, default=d.patience,
                        help="stop after this many epochs without a better validation score")
+    train.add_argument("--monitor", default=d.monitor, choices=MONITORS,
+                       help="what early stopping and the saved best model follow: the validation "
+                            "score (accuracy; gvae link AUC) or the validation loss")
     train.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
@@ -98,9 +120,11 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --name RUN, the run to continue")
     cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs,
                       hidden_channels=args.hidden, num_layers=args.layers, out_channels=args.out_channels,
-                      lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout, split=args.split,
-                      fanout=args.fanout, batch_size=args.batch_size, sampler=args.sampler,
-                      patience=args.patience, seed=args.seed, device=args.device, amp=not args.no_amp,
+                      lr=args.lr, weight_decay=args.weight_decay, weight_decay_on=args.weight_decay_on,
+                      dropout=args.dropout, input_dropout=args.input_dropout, l2_normalize=args.l2_normalize,
+                      split=args.split, largest_component=args.largest_component, fanout=args.fanout,
+                      batch_size=args.batch_size, sampler=args.sampler, patience=args.patience,
+                      monitor=args.monitor, seed=args.seed, device=args.device, amp=not args.no_amp,
                       normalize_features=args.normalize_features, data_root=args.data_root)
     name = args.name or default_run_name(cfg.dataset, cfg.model)
     run = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet)

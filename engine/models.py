@@ -33,6 +33,8 @@ class ModelConfig:
     out_channels: int          # classes for classifiers, latent width for gvae
     num_layers: int            # message-passing layers
     dropout: float             # dropout after every hidden layer, training only
+    input_dropout: float = 0.0  # dropout on the input features, training only
+    l2_normalize: bool = False  # sage: scale every layer's output to unit L2 norm
 
 
 class GVAE(torch.nn.Module):
@@ -49,18 +51,19 @@ class GVAE(torch.nn.Module):
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
-                 num_layers: int = 2, dropout: float = 0.0):
+                 num_layers: int = 2, dropout: float = 0.0, input_dropout: float = 0.0):
         super().__init__()
         if num_layers < 2:
             raise UserError("gvae needs --layers 2 or more (hidden GCN layers plus the mu / logstd heads)")
         self.num_layers = num_layers
-        self.dropout = dropout
+        self.dropout, self.input_dropout = dropout, input_dropout
         widths = [in_channels] + [hidden_channels] * (num_layers - 1)
         self.convs = torch.nn.ModuleList(GCNConv(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.conv_mu = GCNConv(hidden_channels, out_channels)
         self.conv_logstd = GCNConv(hidden_channels, out_channels)
 
     def hidden(self, x: Tensor, edge_index) -> Tensor:
+        x = F.dropout(x, p=self.input_dropout, training=self.training)
         for conv in self.convs:
             x = F.relu(conv(x, edge_index))
             x = F.dropout(x, p=self.dropout, training=self.training)
@@ -79,10 +82,34 @@ class GVAE(torch.nn.Module):
         return F.relu(self.convs[layer](x, edge_index))[:batch_size]
 
 
+class _DropInput:
+    """Dropout on the input features too, as in Kipf & Welling's GCN and the
+    models of Shchur et al.; PyG's ``BasicGNN`` drops only between layers.
+    Training only, so ``inference_per_layer`` is unaffected."""
+
+    input_dropout: float = 0.0
+
+    def forward(self, x: Tensor, edge_index, *args, **kwargs) -> Tensor:
+        x = F.dropout(x, p=self.input_dropout, training=self.training)
+        return super().forward(x, edge_index, *args, **kwargs)
+
+
+class SAGE(_DropInput, GraphSAGE):
+    """PyG's ``GraphSAGE`` (``SAGEConv``, mean aggregation) with input dropout."""
+
+
+class GCNModel(_DropInput, GCN):
+    """PyG's ``GCN`` (``GCNConv``, symmetric normalisation) with input dropout."""
+
+
 def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
     def build(c: ModelConfig) -> torch.nn.Module:
-        return cls(c.in_channels, c.hidden_channels, c.num_layers, c.out_channels,
-                   dropout=c.dropout, act="relu")
+        # SAGEConv's normalize=True is the GraphSAGE paper's h / ||h|| after every layer.
+        extra = {"normalize": True} if c.l2_normalize else {}
+        model = cls(c.in_channels, c.hidden_channels, c.num_layers, c.out_channels,
+                    dropout=c.dropout, act="relu", **extra)
+        model.input_dropout = c.input_dropout
+        return model
     return build
 
 
@@ -97,10 +124,10 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "sage": ModelSpec(_basic_gnn(GraphSAGE), "supervised", trims=True),   # SAGEConv, mean
-    "gcn": ModelSpec(_basic_gnn(GCN), "supervised", trims=False),         # GCNConv, not cached
+    "sage": ModelSpec(_basic_gnn(SAGE), "supervised", trims=True),
+    "gcn": ModelSpec(_basic_gnn(GCNModel), "supervised", trims=False),    # GCNConv, not cached
     "gvae": ModelSpec(lambda c: GVAE(c.in_channels, c.hidden_channels, c.out_channels,
-                                     c.num_layers, c.dropout), "vgae", trims=False),
+                                     c.num_layers, c.dropout, c.input_dropout), "vgae", trims=False),
 }
 
 

@@ -2,7 +2,9 @@
 
 An objective owns the data on the device, runs one training epoch
 (``train_epoch``) and evaluates (``evaluate``, no gradients) returning a dict
-of metrics whose ``score`` is what early stopping watches (higher is better).
+of metrics whose ``score`` is what early stopping watches (higher is better):
+the validation accuracy or link AUC, or with ``monitor="loss"`` the negated
+validation loss (the criterion of Shchur et al.).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ class Supervised:
     or neighbour-sampled mini-batches when ``fanout`` is set."""
 
     def __init__(self, bundle: GraphBundle, device: torch.device, fanout: list[int] | None,
-                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool):
+                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool, monitor: str = "score"):
         data = bundle.data
         self.device, self.fanout, self.batch_size, self.trim = device, fanout, batch_size, trim
+        self.monitor = monitor
         self.sampler, self.seed, self.amp = sampler, seed, amp
         self.split = bundle.split
         self.x, self.y = data.x, data.y
@@ -87,15 +90,19 @@ class Supervised:
         return total / count
 
     @torch.no_grad()
-    def predict(self, model: torch.nn.Module) -> Tensor:
-        """(N, num_classes) class probabilities of every node, full graph, eval mode."""
+    def logits(self, model: torch.nn.Module) -> Tensor:
+        """(N, num_classes) logits of every node, full graph, eval mode."""
         model.eval()
-        return model(self.x_dev, self.adj_t).float().softmax(dim=-1).cpu()
+        return model(self.x_dev, self.adj_t).float().cpu()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
-        pred = self.predict(model).argmax(dim=-1)
+        logits = self.logits(model)
+        pred = logits.argmax(dim=-1)
         metrics = {}
+        if self.split["val"].numel():
+            val = self.split["val"]
+            metrics["val_loss"] = float(F.cross_entropy(logits[val], self.y[val]))
         for key in ("train", "val", "test"):
             idx = self.split[key]
             if idx.numel() == 0:
@@ -104,7 +111,10 @@ class Supervised:
             metrics[f"{key}_acc"] = m["acc"]
             if final and key == "test":
                 metrics.update({f"test_{k}": v for k, v in m.items() if k != "acc"})
-        metrics["score"] = metrics.get("val_acc", metrics["train_acc"])
+        if self.monitor == "loss" and "val_loss" in metrics:
+            metrics["score"] = -metrics["val_loss"]
+        else:
+            metrics["score"] = metrics.get("val_acc", metrics["train_acc"])
         return metrics
 
 
@@ -130,7 +140,7 @@ class VariationalAutoencoding:
     scored by link AUC and AP against as many sampled non-edges."""
 
     def __init__(self, bundle: GraphBundle, device: torch.device, fanout: list[int] | None,
-                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool):
+                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool, monitor: str = "score"):
         from torch_geometric.data import Data
         from torch_geometric.transforms import RandomLinkSplit
 
@@ -139,7 +149,7 @@ class VariationalAutoencoding:
         split = RandomLinkSplit(num_val=0.05, num_test=0.05, is_undirected=True, split_labels=True,
                                 add_negative_train_samples=False)
         train, val, test = split(Data(edge_index=data.edge_index, num_nodes=data.num_nodes))
-        self.device, self.num_nodes = device, data.num_nodes
+        self.device, self.num_nodes, self.monitor = device, data.num_nodes, monitor
         self.x_dev = data.x.to(device)
         self.adj_t = adjacency(train.edge_index, data.num_nodes).to(device)   # held-out edges unseen
         self.train_pos = train.pos_edge_label_index.to(device)
@@ -172,7 +182,12 @@ class VariationalAutoencoding:
         for key, (pos, neg) in self.eval_edges.items():
             auc, ap = vgae.test(z, pos, neg)
             metrics[f"{key}_auc"], metrics[f"{key}_ap"] = float(auc), float(ap)
-        metrics["score"] = metrics["val_auc"]
+        # Reconstruction loss on the fixed held-out edges and non-edges.
+        pos, neg = self.eval_edges["val"]
+        logits = torch.cat([vgae.decoder(z, pos, sigmoid=False), vgae.decoder(z, neg, sigmoid=False)])
+        target = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
+        metrics["val_loss"] = float(F.binary_cross_entropy_with_logits(logits, target))
+        metrics["score"] = -metrics["val_loss"] if self.monitor == "loss" else metrics["val_auc"]
         return metrics
 
 

@@ -29,6 +29,8 @@ from engine.runs import (HISTORY_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE, SCHEMA
 from engine.sampler import resolve_sampler
 
 REFERENCE_FANOUT = [15, 10, 5]   # GraphSAGE paper / OGB ogbn-products recipe
+WEIGHT_DECAY_ON = ("all", "first")
+MONITORS = ("score", "loss")
 
 
 @dataclass
@@ -43,12 +45,17 @@ class TrainConfig:
     out_channels: int = 64             # latent width of gvae (classifiers use the class count)
     lr: float = 0.003                  # Adam learning rate
     weight_decay: float = 0.0          # Adam L2 penalty
+    weight_decay_on: str = "all"       # all | first: penalise every layer or only the first (Kipf)
     dropout: float | None = None       # None: 0.5 for classifiers, 0.0 for gvae
+    input_dropout: float = 0.0         # dropout on the input features (Kipf; Shchur et al.)
+    l2_normalize: bool = False         # sage: unit-norm layer outputs (GraphSAGE paper)
     split: str | None = None           # None: the official split, else 60/20/20
+    largest_component: bool = False    # keep only the largest connected component (Shchur et al.)
     fanout: list[int] | None = None    # None: full-batch when the graph fits in memory
     batch_size: int = 1024             # seed nodes per mini-batch
     sampler: str = "auto"              # auto | builtin | pyg
     patience: int = 50                 # epochs without a better validation score before stopping
+    monitor: str = "score"             # score (val accuracy / link AUC) | loss: what early stopping watches
     seed: int = 0                      # split, initialisation, dropout and sampling
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     amp: bool = True                   # bf16 autocast for sampled batches on CUDA
@@ -65,8 +72,15 @@ class TrainConfig:
         for name in ("epochs", "hidden_channels", "num_layers", "out_channels", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.weight_decay_on not in WEIGHT_DECAY_ON:
+            raise UserError(f"--weight-decay-on {self.weight_decay_on!r}: choose from {', '.join(WEIGHT_DECAY_ON)}")
+        if self.monitor not in MONITORS:
+            raise UserError(f"--monitor {self.monitor!r}: choose from {', '.join(MONITORS)}")
+        if self.l2_normalize and self.model != "sage":
+            raise UserError(f"--l2-normalize applies to sage, not {self.model}")
         if self.fanout is not None:
             if len(self.fanout) != self.num_layers:
                 raise UserError(f"--fanout has {len(self.fanout)} values but --layers is {self.num_layers}; "
@@ -112,6 +126,17 @@ def fits_full_batch(bundle: GraphBundle, cfg: TrainConfig, device: torch.device)
     return need < _free_memory(device) // 2
 
 
+def _param_groups(model: torch.nn.Module, weight_decay: float, on: str) -> list[dict]:
+    """Adam parameter groups: the L2 penalty on every layer, or (``on="first"``)
+    only on the first message-passing layer, as Kipf & Welling's GCN and PyG's
+    ``examples/gcn.py`` do."""
+    if on == "all":
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    first = {id(p) for p in model.convs[0].parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) in first], "weight_decay": weight_decay},
+            {"params": [p for p in model.parameters() if id(p) not in first], "weight_decay": 0.0}]
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -141,12 +166,13 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
 
     model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
                                cfg.out_channels if cfg.objective == "vgae" else bundle.num_classes,
-                               cfg.num_layers, cfg.dropout)
+                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize)
     torch.manual_seed(cfg.seed)
     model = build_model(model_config).to(device)
     objective = OBJECTIVES[cfg.objective](bundle, device, fanout, cfg.batch_size, cfg.sampler,
-                                          cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                                          cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims,
+                                          monitor=cfg.monitor)
+    optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay, cfg.weight_decay_on), lr=cfg.lr)
 
     start_epoch, history = 1, []
     best = {"score": -float("inf"), "epoch": 0, "state": None}
@@ -237,7 +263,7 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
         raise UserError(f"run folder {run_dir} already exists; {hint}")
 
     resolve_device(cfg.device)
-    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed)
+    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         return fit(cfg, bundle, run_dir, resume=resume, progress=progress)

@@ -21,7 +21,8 @@ def test_help_documents_every_command_and_train_flag():
     assert top.returncode == 0 and "train" in top.stdout and "datasets" in top.stdout
     train = run_engine("train", "--help").stdout
     for flag in ("--dataset", "--model", "--epochs", "--hidden", "--layers", "--lr", "--dropout", "--split",
-                 "--fanout", "--batch-size", "--seed", "--device", "--data-root", "--out", "--name", "--resume"):
+                 "--fanout", "--batch-size", "--seed", "--device", "--data-root", "--out", "--name", "--resume",
+                 "--monitor", "--input-dropout", "--weight-decay-on", "--l2-normalize", "--largest-component"):
         assert flag in train
 
 
@@ -51,6 +52,8 @@ BAD_INPUTS = {
     "corrupt npz": (_bad_npz_root, "is not a readable gnn-benchmark npz"),
     "corrupt csv": (_bad_csv_dir, "feature columns must be numbers"),
     "resume nothing": (lambda t: ["--resume", "--name", "never-ran"], "no last.pt to resume from"),
+    "normalize gcn": (lambda t: ["--model", "gcn", "--l2-normalize"], "--l2-normalize applies to sage, not gcn"),
+    "input dropout": (lambda t: ["--input-dropout", "1.5"], "--input-dropout must be in [0, 1), got 1.5"),
 }
 
 

@@ -165,3 +165,29 @@ def test_a_corrupt_npz_is_named(tmp_path):
 def test_the_data_root_comes_from_the_environment(shared_data, monkeypatch):
     monkeypatch.setenv("LAYERSCOPE_DATA", str(shared_data))
     assert load_dataset("amazon-photo").num_nodes == 7650
+
+
+def test_the_largest_component_keeps_shchur_s_photo_graph(shared_data):
+    full = load_dataset("amazon-photo", shared_data, split="per-class:20,30")
+    lcc = load_dataset("amazon-photo", shared_data, split="per-class:20,30", largest_component=True)
+    assert lcc.num_nodes == 7487 and lcc.data.edge_index.size(1) == 2 * 119043   # Shchur et al., Table 1
+    assert lcc.facts()["subgraph"] == "largest-component" and full.facts()["subgraph"] == "full"
+    # node_ids map the subgraph back: same labels, features and edges as in the full graph
+    assert torch.equal(lcc.data.y, full.data.y[lcc.node_ids])
+    assert torch.equal(lcc.data.x, full.data.x[lcc.node_ids])
+    full_edges = set(map(tuple, full.data.edge_index.t().tolist()))
+    assert set(map(tuple, lcc.node_ids[lcc.data.edge_index].t().tolist())) <= full_edges
+    assert lcc.split["train"].numel() == 20 * 8
+
+
+def test_an_official_split_is_renumbered_to_the_largest_component(tmp_path):
+    nodes, _ = _write_table_graph(tmp_path)
+    nodes["split"] = ["train"] * 20 + ["val"] * 5 + ["test"] * 5
+    nodes.to_csv(tmp_path / "nodes.csv", index=False)
+    # a path through nodes 0..27; 28 and 29 form a component of their own
+    pd.DataFrame({"src": [*range(27), 28], "dst": [*range(1, 28), 29]}).to_csv(tmp_path / "edges.csv", index=False)
+    bundle = load_dataset(f"csv:{tmp_path}", largest_component=True)
+    assert bundle.node_ids.tolist() == list(range(28))
+    assert bundle.split_name == "official"
+    assert {k: v.tolist() for k, v in bundle.split.items()} == {
+        "train": list(range(20)), "val": list(range(20, 25)), "test": [25, 26, 27]}

@@ -75,3 +75,29 @@ def test_wrapping_a_gvae_for_its_losses_keeps_its_weights(photo):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     VariationalAutoencoding._vgae(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_input_dropout_acts_in_training_only(photo, name):
+    config = ModelConfig(name, photo.data.num_features, 64, 16 if name == "gvae" else 8, 2, 0.0,
+                         input_dropout=0.5)
+    torch.manual_seed(0)
+    model = build_model(config)
+    x, adj_t = photo.data.x, adjacency(photo.data.edge_index, photo.num_nodes)
+    plain = build_model(ModelConfig(**{**config.__dict__, "input_dropout": 0.0}))
+    plain.load_state_dict(model.state_dict())
+    model.train(), plain.train()
+    torch.manual_seed(1)
+    assert not torch.allclose(model(x, adj_t), plain(x, adj_t))
+    model.eval(), plain.eval()
+    assert torch.equal(model(x, adj_t), plain(x, adj_t))
+    assert torch.equal(layer_outputs(model, x, adj_t)[-1], model(x, adj_t))
+
+
+def test_l2_normalized_sage_layers_have_unit_length(photo):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("sage", photo.data.num_features, 64, 8, 3, 0.5, l2_normalize=True))
+    layers = layer_outputs(model, photo.data.x, adjacency(photo.data.edge_index, photo.num_nodes))
+    # the hidden layers are unit vectors before their ReLU, so at most 1 after it
+    assert all(float(h.norm(dim=1).max()) <= 1 + 1e-5 for h in layers[:-1])
+    assert torch.allclose(layers[-1].norm(dim=1), torch.ones(photo.num_nodes), atol=1e-5)

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from engine.data import load_dataset
-from engine.models import load_model
+from engine.models import ModelConfig, build_model, load_model
 from engine.train import TrainConfig, fit
 
 
@@ -48,3 +48,41 @@ def test_gvae_on_amazon_photo_predicts_held_out_links(photo, tmp_path):
     print(f"gvae amazon-photo: test_auc {run['metrics']['test_auc']:.4f} test_ap {run['metrics']['test_ap']:.4f}")
     assert run["metrics"]["test_auc"] >= 0.90
     assert run["training"]["link_split_edges"]["test"] == round(0.05 * 238162 / 2)
+
+
+def test_weight_decay_on_the_first_layer_only(photo):
+    from engine.train import _param_groups
+
+    model = build_model(ModelConfig("gcn", photo.data.num_features, 64, 8, 2, 0.5))
+    groups = _param_groups(model, 1e-3, "first")
+    assert groups[0]["weight_decay"] == 1e-3 and groups[1]["weight_decay"] == 0.0
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.convs[0].parameters()}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+
+
+def test_monitoring_the_loss_keeps_the_epoch_of_lowest_validation_loss(tmp_path):
+    cfg = TrainConfig(dataset="demo", model="gcn", epochs=30, patience=5, hidden_channels=32,
+                      num_layers=2, monitor="loss")
+    run = fit(cfg, load_dataset("demo"), tmp_path, progress=False)
+    history = pd.read_csv(tmp_path / "history.csv")
+    best = history.loc[history["val_loss"].idxmin()]
+    assert run["training"]["best_epoch"] == best["epoch"]
+    assert run["metrics"]["val_acc"] == best["val_acc"]
+    assert run["training"]["epochs_run"] == min(30, best["epoch"] + 5)
+
+
+def test_neighbor_sampled_sage_matches_full_batch_on_amazon_photo(shared_data, tmp_path):
+    """The reference fan-out and batch size, built-in sampler, against full-batch
+    training of the same model on the same 60/20/20 split: within 1 point."""
+    bundle = load_dataset("amazon-photo", shared_data, split="60/20/20", seed=0)
+    common = dict(dataset="amazon-photo", model="sage", epochs=60, patience=20)
+    (tmp_path / "full").mkdir(), (tmp_path / "sampled").mkdir()
+    full = fit(TrainConfig(**common), bundle, tmp_path / "full", progress=False)
+    sampled = fit(TrainConfig(**common, fanout=[15, 10, 5], batch_size=1024, sampler="builtin"),
+                  bundle, tmp_path / "sampled", progress=False)
+    assert full["training"]["mode"] == "full-batch"
+    assert sampled["training"]["mode"] == "sampled" and sampled["training"]["sampler"] == "builtin"
+    full_acc, sampled_acc = full["metrics"]["test_acc"], sampled["metrics"]["test_acc"]
+    print(f"amazon-photo sage: full-batch {full_acc:.4f}, sampled {sampled_acc:.4f}")
+    assert full_acc >= 0.90
+    assert abs(full_acc - sampled_acc) <= 0.01

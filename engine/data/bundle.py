@@ -21,6 +21,8 @@ class GraphBundle:
         split: ``{"train", "val", "test"}`` -> sorted int64 node indices.
         class_names: one presentable name per class, index = label.
         split_name: how the split was made (``official``, ``60/20/20``, ...).
+        node_ids: (N,) each node's id in the full dataset when only a subgraph
+            was kept (``--largest-component``); ``None`` when all nodes are, in order.
     """
 
     name: str
@@ -28,6 +30,7 @@ class GraphBundle:
     split: dict[str, torch.Tensor]
     class_names: list[str]
     split_name: str
+    node_ids: torch.Tensor | None = None
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +56,7 @@ class GraphBundle:
             "class_names": list(self.class_names),
             "split": self.split_name,
             "split_sizes": {k: int(v.numel()) for k, v in self.split.items()},
+            "subgraph": "full" if self.node_ids is None else "largest-component",
         }
 
 
