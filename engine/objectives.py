@@ -2,9 +2,9 @@
 
 An objective owns the data on the device, runs one training epoch
 (``train_epoch``) and evaluates (``evaluate``, no gradients) returning a dict
-of metrics whose ``score`` is what early stopping watches (higher is better):
-the validation accuracy or link AUC, or with ``monitor="loss"`` the negated
-validation loss (the criterion of Shchur et al.).
+of metrics with ``val_loss`` and a ``score`` (higher is better: validation
+accuracy or link AUC); training's ``--monitor`` picks which one early stopping
+watches.
 """
 
 from __future__ import annotations
@@ -42,10 +42,9 @@ class Supervised:
     or neighbour-sampled mini-batches when ``fanout`` is set."""
 
     def __init__(self, bundle: GraphBundle, device: torch.device, fanout: list[int] | None,
-                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool, monitor: str = "score"):
+                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool):
         data = bundle.data
         self.device, self.fanout, self.batch_size, self.trim = device, fanout, batch_size, trim
-        self.monitor = monitor
         self.sampler, self.seed, self.amp = sampler, seed, amp
         self.split = bundle.split
         self.x, self.y = data.x, data.y
@@ -111,10 +110,7 @@ class Supervised:
             metrics[f"{key}_acc"] = m["acc"]
             if final and key == "test":
                 metrics.update({f"test_{k}": v for k, v in m.items() if k != "acc"})
-        if self.monitor == "loss" and "val_loss" in metrics:
-            metrics["score"] = -metrics["val_loss"]
-        else:
-            metrics["score"] = metrics.get("val_acc", metrics["train_acc"])
+        metrics["score"] = metrics.get("val_acc", metrics["train_acc"])
         return metrics
 
 
@@ -140,7 +136,7 @@ class VariationalAutoencoding:
     scored by link AUC and AP against as many sampled non-edges."""
 
     def __init__(self, bundle: GraphBundle, device: torch.device, fanout: list[int] | None,
-                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool, monitor: str = "score"):
+                 batch_size: int, sampler: str, seed: int, amp: bool, trim: bool):
         from torch_geometric.data import Data
         from torch_geometric.transforms import RandomLinkSplit
 
@@ -149,7 +145,7 @@ class VariationalAutoencoding:
         split = RandomLinkSplit(num_val=0.05, num_test=0.05, is_undirected=True, split_labels=True,
                                 add_negative_train_samples=False)
         train, val, test = split(Data(edge_index=data.edge_index, num_nodes=data.num_nodes))
-        self.device, self.num_nodes, self.monitor = device, data.num_nodes, monitor
+        self.device, self.num_nodes = device, data.num_nodes
         self.x_dev = data.x.to(device)
         self.adj_t = adjacency(train.edge_index, data.num_nodes).to(device)   # held-out edges unseen
         self.train_pos = train.pos_edge_label_index.to(device)
@@ -187,7 +183,7 @@ class VariationalAutoencoding:
         logits = torch.cat([vgae.decoder(z, pos, sigmoid=False), vgae.decoder(z, neg, sigmoid=False)])
         target = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
         metrics["val_loss"] = float(F.binary_cross_entropy_with_logits(logits, target))
-        metrics["score"] = -metrics["val_loss"] if self.monitor == "loss" else metrics["val_auc"]
+        metrics["score"] = metrics["val_auc"]
         return metrics
 
 

@@ -170,8 +170,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     torch.manual_seed(cfg.seed)
     model = build_model(model_config).to(device)
     objective = OBJECTIVES[cfg.objective](bundle, device, fanout, cfg.batch_size, cfg.sampler,
-                                          cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims,
-                                          monitor=cfg.monitor)
+                                          cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims)
     optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay, cfg.weight_decay_on), lr=cfg.lr)
 
     start_epoch, history = 1, []
@@ -196,8 +195,10 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         row = {"epoch": epoch, "loss": loss, **{k: v for k, v in metrics.items() if k != "score"},
                "seconds": train_seconds, "eval_seconds": time.perf_counter() - t0 - train_seconds}
         history.append(row)
-        if metrics["score"] > best["score"]:
-            best = {"score": metrics["score"], "epoch": epoch,
+        # Higher is better: the objective's score, or the negated validation loss.
+        watched = -metrics["val_loss"] if cfg.monitor == "loss" and "val_loss" in metrics else metrics["score"]
+        if watched > best["score"]:
+            best = {"score": watched, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         tqdm.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         atomic_write_csv(run_dir / HISTORY_FILE, history)
