@@ -71,6 +71,19 @@ def test_monitoring_the_loss_keeps_the_epoch_of_lowest_validation_loss(tmp_path)
     assert run["training"]["epochs_run"] == min(30, best["epoch"] + 5)
 
 
+def test_monitoring_the_loss_counts_the_weight_decay_penalty(tmp_path):
+    """As in Shchur et al.'s gnnbench, the watched loss is the optimised one:
+    cross-entropy plus the L2 penalty, evaluated on the validation nodes."""
+    cfg = TrainConfig(dataset="demo", model="gcn", epochs=150, patience=150, hidden_channels=32, num_layers=2,
+                      lr=0.05, dropout=0.0, monitor="loss", weight_decay=1e-3, weight_decay_on="first")
+    run = fit(cfg, load_dataset("demo"), tmp_path, progress=False)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert (history["l2_penalty"] > 0).all()
+    objective = history["val_loss"] + history["l2_penalty"]
+    assert run["training"]["best_epoch"] == history.loc[objective.idxmin(), "epoch"]
+    assert objective.idxmin() != history["val_loss"].idxmin()      # the penalty changed the choice
+
+
 def test_neighbor_sampled_sage_matches_full_batch_on_amazon_photo(shared_data, tmp_path):
     """The reference fan-out and batch size, built-in sampler, against full-batch
     training of the same model on the same 60/20/20 split: within 1 point.
