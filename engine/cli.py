@@ -14,7 +14,11 @@ from engine.errors import UserError
 DESCRIPTION = """layerscope engine: train GNNs and write run folders the dashboard reads.
 
 commands:
-  train      train sage, gcn or gvae on a dataset; writes checkpoints/<run>/
+  train      train sage, gcn or gvae on a dataset; writes checkpoints/<run>/ with every layer's embeddings
+  embed      write every layer's embeddings of a trained run, or of a bare model.pt, with per-layer metrics
+  list       the complete runs in checkpoints/, one line each, and a warning per broken folder
+  compare    per-layer metrics of one or two runs and their layer-by-layer linear CKA
+  import     make a run folder from embeddings computed elsewhere (.npy) and their labels
   datasets   list the dataset names and where their files go
 """
 
@@ -46,6 +50,8 @@ def _int_list(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.data import dataset_names
+    from engine.embed import DTYPES
+    from engine.layerwise import DEFAULT_BLOCK_ROWS
     from engine.models import MODELS
     from engine.sampler import SAMPLERS
     from engine.train import MONITORS, WEIGHT_DECAY_ON, TrainConfig
@@ -106,6 +112,65 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the interrupted run --name from its last epoch, with its own settings")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--no-embed", action="store_true",
+                       help="stop after training; write the embeddings later with engine embed")
+    train.add_argument("--dtype", default="float32", choices=DTYPES,
+                       help="layer files' dtype; float16 halves them for large graphs")
+
+    embed = commands.add_parser(
+        "embed", help="write every layer's embeddings and per-layer metrics",
+        description="Run layer-wise inference over the whole graph and write layers/<name>.npy (input "
+                    "features first), nodes.parquet and run.json with kNN accuracy, silhouette, "
+                    "linear-probe accuracy and CKA per layer. Rerunning it finishes an interrupted dump.",
+        formatter_class=_Defaults)
+    source = embed.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="DIR", help="a run folder written by engine train")
+    source.add_argument("--checkpoint", metavar="FILE",
+                        help="a bare model.pt written by this engine: makes a new run folder --out/--name")
+    embed.add_argument("--dtype", default="float32", choices=DTYPES,
+                       help="layer files' dtype; float16 halves them for large graphs")
+    embed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    embed.add_argument("--block-rows", type=int, default=DEFAULT_BLOCK_ROWS,
+                       help="nodes per block of the layer-wise pass (bounds its memory)")
+    embed.add_argument("--data-root", default=None, metavar="DIR",
+                       help="dataset folder (default: the run's, else $LAYERSCOPE_DATA, else ./data)")
+    embed.add_argument("--dataset", default=None, metavar="NAME",
+                       help="with --checkpoint: the graph to embed (default: the one it was trained on)")
+    embed.add_argument("--split", default=None, help="with --checkpoint: the split (default: its own)")
+    embed.add_argument("--seed", type=int, default=None, help="with --checkpoint: the split seed")
+    embed.add_argument("--largest-component", action="store_true", default=None,
+                       help="with --checkpoint: only the largest connected component")
+    embed.add_argument("--out", default="checkpoints", metavar="DIR", help="with --checkpoint: folder of runs")
+    embed.add_argument("--name", default=None, metavar="RUN", help="with --checkpoint: the new run's name")
+    embed.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    listing = commands.add_parser("list", help="list complete runs and warn about broken ones",
+                                  description="One line per complete run: dataset, model, objective, test "
+                                              "metric, layers, best layer by kNN accuracy, size on disk. "
+                                              "One warning line per broken or unfinished folder.",
+                                  formatter_class=_Defaults)
+    listing.add_argument("--out", default="checkpoints", metavar="DIR", help="folder of run folders")
+
+    compare = commands.add_parser(
+        "compare", help="per-layer metrics and layer-by-layer CKA of one or two runs",
+        description="Print each run's per-layer metrics (kNN accuracy, silhouette, linear-probe accuracy) "
+                    "and the linear CKA between every layer of RUN_A and every layer of RUN_B (or of "
+                    "RUN_A with itself). Two runs must be on the same graph (same fingerprint).")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="one or two run folders")
+
+    imp = commands.add_parser(
+        "import", help="make a run folder from your own embeddings",
+        description="Turn embeddings made elsewhere into a run folder the dashboard reads: one .npy per "
+                    "layer (N x dim, in layer order) and the N labels.",
+        formatter_class=_Defaults)
+    imp.add_argument("--embeddings", nargs="+", required=True, metavar="A.npy", help="one file per layer")
+    imp.add_argument("--labels", required=True, metavar="labels.npy", help="N integer class indices")
+    imp.add_argument("--class-names", default=None, metavar="names.txt", help="one class name per line")
+    imp.add_argument("--name", required=True, metavar="RUN", help="the new run folder's name")
+    imp.add_argument("--out", default="checkpoints", metavar="DIR", help="folder of run folders")
+    imp.add_argument("--split", default="60/20/20", help="the split kNN and probe metrics use")
+    imp.add_argument("--seed", type=int, default=0, help="split seed")
+    imp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     commands.add_parser("datasets", help="list dataset names and where their files go",
                         description="List the dataset names train accepts and the files each reads.")
@@ -127,10 +192,123 @@ def _train(args: argparse.Namespace) -> int:
                       monitor=args.monitor, seed=args.seed, device=args.device, amp=not args.no_amp,
                       normalize_features=args.normalize_features, data_root=args.data_root)
     name = args.name or default_run_name(cfg.dataset, cfg.model)
-    run = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet)
+    run = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet,
+                    embed=not args.no_embed, dtype=args.dtype)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in run["metrics"].items() if isinstance(v, float))
     print(f"{Path(args.out) / name}: {metrics}")
+    if run.get("layers"):
+        print(_layer_table(run))
     return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from engine.embed import embed_checkpoint, embed_run
+    from engine.runs import default_run_name
+
+    if args.block_rows < 1:
+        raise UserError(f"--block-rows must be at least 1, got {args.block_rows}")
+    if args.run:
+        given = [f"--{k.replace('_', '-')}" for k in ("dataset", "split", "seed", "largest_component", "name")
+                 if getattr(args, k) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} apply to --checkpoint; --run embeds the run's own graph")
+        run = embed_run(Path(args.run), args.dtype, args.device, args.data_root, args.block_rows,
+                        progress=not args.quiet)
+        where = Path(args.run)
+    else:
+        overrides = {k: getattr(args, k) for k in ("dataset", "split", "seed", "largest_component", "data_root")}
+        name = args.name or default_run_name(args.dataset or Path(args.checkpoint).parent.name or "checkpoint",
+                                             "embed")
+        run = embed_checkpoint(Path(args.checkpoint), Path(args.out), name, overrides, args.dtype, args.device,
+                               progress=not args.quiet)
+        where = Path(args.out) / name
+    print(f"{where}: {len(run['layers'])} layers, {run['embedding']['seconds']:.1f} s")
+    print(_layer_table(run))
+    return 0
+
+
+def _layer_table(record: dict) -> str:
+    """Per-layer metrics of one run, one row per layer."""
+    lines = [f"  {'layer':12} {'dim':>6} {'kNN acc':>8} {'probe acc':>9} {'silhouette':>10}"]
+    for e in record["layers"]:
+        m = e["metrics"]
+        sil = "n/a" if m["silhouette"] is None else f"{m['silhouette']:.4f}"
+        lines.append(f"  {e['name']:12} {e['dim']:>6} {m['knn_acc']:>8.4f} {m['probe_acc']:>9.4f} {sil:>10}")
+    return "\n".join(lines)
+
+
+def _size(num_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if num_bytes < 1024 or unit == "GB":
+            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return ""
+
+
+def _list(args: argparse.Namespace) -> int:
+    from engine.runs import scan_runs
+
+    runs, warnings = scan_runs(Path(args.out))
+    for run in runs:
+        r = run.record
+        metric = next((f"{k} {r['metrics'][k]:.4f}" for k in ("test_acc", "test_auc") if k in r["metrics"]), "-")
+        layers = run.layers
+        best = max(layers, key=lambda e: e["metrics"]["knn_acc"], default=None)
+        best_text = f"best kNN {best['name']} {best['metrics']['knn_acc']:.4f}" if best else "not embedded"
+        print(f"{run.name}  {r['dataset']['name']}  {r['model']['model']}  {r['model']['objective'] or '-'}  "
+              f"{metric}  {len(layers)} layers  {best_text}  {_size(run.size_bytes())}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not runs and not warnings:
+        print(f"no runs in {args.out}", file=sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from engine.quality import cka_matrix, quality_sample
+    from engine.runs import read_run
+
+    if len(args.runs) > 2:
+        raise UserError(f"compare takes one or two runs, got {len(args.runs)}")
+    runs = [read_run(Path(p)) for p in args.runs]
+    for run in runs:
+        if not run.layers:
+            raise UserError(f"{run.path} has no layer embeddings; run: python -m engine embed --run {run.path}")
+    a, b = runs[0], runs[-1]
+    if a.record["dataset"]["fingerprint"] != b.record["dataset"]["fingerprint"]:
+        raise UserError(f"{a.path} and {b.path} are on different graphs ({a.record['dataset']['name']} "
+                        f"{a.record['dataset']['fingerprint']}, {b.record['dataset']['name']} "
+                        f"{b.record['dataset']['fingerprint']}); CKA compares the same nodes")
+    for run in runs:
+        r = run.record
+        print(f"{run.path}: {r['dataset']['name']} {r['model']['model']}")
+        print(_layer_table(r))
+    nodes = a.nodes()
+    split = {k: np.flatnonzero(nodes["split"].to_numpy() == k) for k in ("train", "val", "test")}
+    sample = quality_sample(nodes["label"].to_numpy(), split)["eval"]
+    matrix = cka_matrix([a.layer(e["name"]) for e in a.layers], [b.layer(e["name"]) for e in b.layers], sample)
+    width = max(len(e["name"]) for e in a.layers + b.layers) + 2
+    print(f"linear CKA on {len(sample):,} nodes: rows {a.name}, columns {b.name}")
+    print(" " * width + "".join(f"{e['name']:>{width}}" for e in b.layers))
+    for entry, row in zip(a.layers, matrix):
+        print(f"{entry['name']:<{width}}" + "".join(f"{v:>{width}.3f}" for v in row))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from engine.embed import import_embeddings
+
+    run = import_embeddings([Path(p) for p in args.embeddings], Path(args.labels), Path(args.out), args.name,
+                            Path(args.class_names) if args.class_names else None, args.split, args.seed,
+                            progress=not args.quiet)
+    print(f"{Path(args.out) / args.name}: {len(run['layers'])} layers")
+    print(_layer_table(run))
+    return 0
+
+
+COMMANDS = {"embed": _embed, "list": _list, "compare": _compare, "import": _import}
 
 
 DATASET_FILES = """\
@@ -151,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
         if args.command == "datasets":
             from engine.data import data_root
             print(f"ROOT = {data_root()} (--data-root or LAYERSCOPE_DATA)\n{DATASET_FILES}")

@@ -1,9 +1,8 @@
-"""Encoders by name, and the one routine that returns every layer's output.
+"""Encoders by name, their checkpoints, and the graph as a sparse adjacency.
 
-Every model here follows PyG's ``BasicGNN`` contract: ``forward(x, edge_index)``
-(``edge_index`` may also be a sparse adjacency ``adj_t``), ``num_layers``, and
-``inference_per_layer(layer, x, edge_index, batch_size)``, which applies layer
-``layer`` and its activation exactly as ``forward`` does in eval mode.
+Every model here has ``forward(x, edge_index)`` (``edge_index`` may also be a
+sparse adjacency ``adj_t``) and ``num_layers``; ``engine.layerwise`` returns
+every layer's output, equal to ``forward`` in eval mode.
 """
 
 from __future__ import annotations
@@ -76,16 +75,11 @@ class GVAE(torch.nn.Module):
     def forward(self, x: Tensor, edge_index) -> Tensor:
         return self.conv_mu(self.hidden(x, edge_index), edge_index)
 
-    def inference_per_layer(self, layer: int, x: Tensor, edge_index, batch_size: int) -> Tensor:
-        if layer == self.num_layers - 1:
-            return self.conv_mu(x, edge_index)[:batch_size]
-        return F.relu(self.convs[layer](x, edge_index))[:batch_size]
-
 
 class _DropInput:
     """Dropout on the input features too, as in Kipf & Welling's GCN and the
     models of Shchur et al.; PyG's ``BasicGNN`` drops only between layers.
-    Training only, so ``inference_per_layer`` is unaffected."""
+    Training only, so layer-wise inference is unaffected."""
 
     input_dropout: float = 0.0
 
@@ -146,35 +140,15 @@ def adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
         return to_torch_csr_tensor(edge_index.flip(0), size=(num_nodes, num_nodes))
 
 
-@torch.no_grad()
-def layer_outputs(model: torch.nn.Module, x: Tensor, adj_t) -> list[Tensor]:
-    """Every layer's output for every node, in eval mode.
-
-    Args:
-        model: any model of ``MODELS``.
-        x: (N, in_channels) input features (layer 0, not returned).
-        adj_t: the graph as ``adjacency(edge_index, N)`` (or an ``edge_index``).
-
-    Returns:
-        ``num_layers`` tensors, layer i of shape (N, width_i); the last equals
-        ``model(x, adj_t)`` in eval mode.
-    """
-    was_training = model.training
-    model.eval()
-    outputs = []
-    for layer in range(model.num_layers):
-        x = model.inference_per_layer(layer, x, adj_t, x.size(0))
-        outputs.append(x)
-    model.train(was_training)
-    return outputs
-
-
-def save_model(model: torch.nn.Module, config: ModelConfig, path: Path) -> None:
-    """``model.pt``: the state dict and the config that rebuilds the model."""
+def save_model(model: torch.nn.Module, config: ModelConfig, path: Path, train_config: dict | None = None) -> None:
+    """``model.pt``: the state dict, the config that rebuilds the model and
+    (``train_config``) the training settings, so a bare checkpoint still knows
+    its dataset, split and input preprocessing."""
     from engine.runs import atomic_torch_save
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"format": 1, "model_config": asdict(config), "state_dict": state}, path)
+    atomic_torch_save({"format": 1, "model_config": asdict(config), "state_dict": state,
+                       "train_config": train_config}, path)
 
 
 def load_model(path: Path) -> tuple[torch.nn.Module, ModelConfig]:
@@ -192,3 +166,8 @@ def load_model(path: Path) -> tuple[torch.nn.Module, ModelConfig]:
         raise UserError(f"{path}: weights do not fit a {config.model} model "
                         f"({str(e).splitlines()[0]})") from None
     return model, config
+
+
+def read_train_config(path: Path) -> dict | None:
+    """The training settings saved in a ``model.pt`` (``None`` when it has none)."""
+    return torch.load(path, map_location="cpu", weights_only=True).get("train_config")

@@ -1,7 +1,11 @@
-"""Run folders on disk: atomic writes and ``run.json``.
+"""Run folders on disk: atomic writes, and the reader the CLI and dashboard share.
 
 A run folder is complete when ``run.json`` exists; it is written last, through
-a temporary name and ``os.replace``, so a reader never sees half a run.
+a temporary name and ``os.replace``, so a reader never sees half a run. Until
+then the record waits in ``run.pending.json`` (training finished, embeddings
+not yet written) or the training state in ``last.pt`` (training interrupted).
+``read_run`` checks every file ``run.json`` names and says which one is
+missing or malformed.
 """
 
 from __future__ import annotations
@@ -10,16 +14,23 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+
+from engine.errors import UserError
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
 RESUME_FILE = "last.pt"     # training state of an unfinished run; removed when it completes
+PENDING_FILE = "run.pending.json"   # the record of a trained run whose embeddings are not written yet
+NODES_FILE = "nodes.parquet"
+LAYERS_DIR = "layers"
 
 
 def _tmp(path: Path) -> Path:
@@ -54,3 +65,111 @@ def default_run_name(dataset: str, model: str) -> str:
     label = f"{kind}-{Path(folder).name}" if folder else dataset
     label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
     return f"{label}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, checking the file holds all the
+    data the header promises (a truncated file raises ``ValueError``)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+        expected = f.tell() + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise ValueError(f"truncated: {size:,} bytes, the header promises {expected:,}")
+    return shape, dtype
+
+
+@dataclass
+class Run:
+    """A complete, checked run folder."""
+
+    path: Path
+    record: dict        # run.json
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def layers(self) -> list[dict]:
+        return self.record.get("layers", [])
+
+    def layer(self, name: str, mmap: bool = True) -> np.ndarray:
+        """One layer's (num_nodes, dim) array, memory-mapped by default."""
+        entry = next((e for e in self.layers if e["name"] == name), None)
+        if entry is None:
+            raise UserError(f"{self.path}: no layer {name!r}; it has {', '.join(e['name'] for e in self.layers)}")
+        return np.load(self.path / entry["file"], mmap_mode="r" if mmap else None)
+
+    def nodes(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / NODES_FILE)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def read_record(path: Path) -> dict:
+    """A ``run.json`` (or ``run.pending.json``) of a schema this engine reads."""
+    try:
+        record = json.loads(path.read_text())
+        version = int(record["schema_version"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is malformed ({type(e).__name__}: {e})") from None
+    if version > SCHEMA_VERSION:
+        raise UserError(f"{path} has schema version {version}; this engine reads up to "
+                        f"{SCHEMA_VERSION}: upgrade layerscope")
+    return record
+
+
+def read_run(path: Path) -> Run:
+    """Open a complete run folder, checking every file ``run.json`` names.
+
+    Raises ``UserError`` naming the file that is missing or malformed.
+    """
+    path = Path(path)
+    record_path = path / RUN_FILE
+    if not record_path.exists():
+        if (path / PENDING_FILE).exists():
+            raise UserError(f"{path}: embeddings not written ({RUN_FILE} missing); "
+                            f"run: python -m engine embed --run {path}")
+        if (path / RESUME_FILE).exists():
+            raise UserError(f"{path}: training was interrupted ({RUN_FILE} missing); "
+                            f"continue it with: python -m engine train --resume --name {path.name} --out {path.parent}")
+        raise UserError(f"{path}: not a run folder ({RUN_FILE} missing)")
+    record = read_record(record_path)
+    num_nodes = record.get("dataset", {}).get("num_nodes")
+    for entry in record.get("layers", []):
+        file = path / entry["file"]
+        if not file.exists():
+            raise UserError(f"{path}: layer file {entry['file']} is missing")
+        try:
+            shape, dtype = npy_shape(file)
+        except ValueError as e:
+            raise UserError(f"{path}: layer file {entry['file']} is malformed ({e})") from None
+        if shape != (num_nodes, entry["dim"]) or dtype != np.dtype(entry["dtype"]):
+            raise UserError(f"{path}: layer file {entry['file']} holds {dtype} {shape}, "
+                            f"run.json says {entry['dtype']} ({num_nodes}, {entry['dim']})")
+    if record.get("layers") and not (path / NODES_FILE).exists():
+        raise UserError(f"{path}: {NODES_FILE} is missing")
+    return Run(path, record)
+
+
+def scan_runs(out: Path) -> tuple[list[Run], list[str]]:
+    """Every complete run under ``out``, and one warning per other folder."""
+    runs, warnings = [], []
+    for folder in sorted(p for p in Path(out).iterdir() if p.is_dir()) if Path(out).is_dir() else []:
+        try:
+            runs.append(read_run(folder))
+        except UserError as e:
+            warnings.append(str(e))
+    return runs, warnings

@@ -2,7 +2,8 @@
 
 Writes into the run folder while it trains: ``last.pt`` (everything needed to
 ``--resume``) and ``history.csv`` after every epoch; ``model.pt`` (the best
-epoch's weights) and ``run.json`` (last, atomically) when it finishes.
+epoch's weights) and the run's record when it finishes: ``run.pending.json``,
+which becomes ``run.json`` once ``engine.embed`` has written the layers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from engine.data import GraphBundle, load_dataset
 from engine.errors import UserError
 from engine.models import MODELS, ModelConfig, build_model, save_model
 from engine.objectives import OBJECTIVES
-from engine.runs import (HISTORY_FILE, MODEL_FILE, RESUME_FILE, RUN_FILE, SCHEMA_VERSION,
+from engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE, SCHEMA_VERSION,
                          atomic_torch_save, atomic_write_csv, atomic_write_json)
 from engine.sampler import resolve_sampler
 
@@ -155,7 +156,8 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         progress: bool = True) -> dict:
     """Train ``cfg.model`` on ``bundle``, writing the run folder ``run_dir``.
 
-    Returns the ``run.json`` dict. ``run_dir`` must exist; with ``resume`` it
+    Returns the run's record, also written to ``run.pending.json`` (``embed``
+    turns it into ``run.json``). ``run_dir`` must exist; with ``resume`` it
     holds the ``last.pt`` of an interrupted run of the same config.
     """
     device = resolve_device(cfg.device)
@@ -227,7 +229,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     model.load_state_dict(best["state"])
     final = objective.evaluate(model, final=True)
     final.pop("score")
-    save_model(model, model_config, run_dir / MODEL_FILE)
+    save_model(model, model_config, run_dir / MODEL_FILE, train_config=asdict(cfg))
     frame = pd.DataFrame(history)
     run = {
         "schema_version": SCHEMA_VERSION,
@@ -253,21 +255,30 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     }
     if hasattr(objective, "edge_counts"):
         run["training"]["link_split_edges"] = objective.edge_counts
-    atomic_write_json(run_dir / RUN_FILE, run)
+    atomic_write_json(run_dir / PENDING_FILE, run)
     (run_dir / RESUME_FILE).unlink(missing_ok=True)
     return run
 
 
-def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, progress: bool = True) -> dict:
-    """Load the data, make (or reopen) ``out/name`` and train into it.
+def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, progress: bool = True,
+              embed: bool = True, dtype: str = "float32") -> dict:
+    """Load the data, make (or reopen) ``out/name``, train into it, then write
+    every layer's embeddings (``embed=False``: leave that to ``engine embed``).
 
     Nothing is created until the inputs have been checked, and a run that fails
     before its first epoch is saved leaves no folder behind.
     """
+    from engine.embed import DTYPES, embed_run
+
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
     run_dir = out / name
     if resume:
         if (run_dir / RUN_FILE).exists():
             raise UserError(f"{run_dir} is complete; there is nothing to resume")
+        if (run_dir / PENDING_FILE).exists():
+            raise UserError(f"{run_dir} finished training; write its embeddings with "
+                            f"python -m engine embed --run {run_dir}")
         if not (run_dir / RESUME_FILE).exists():
             raise UserError(f"{run_dir} has no {RESUME_FILE} to resume from; start it again without --resume")
         # The interrupted run's own settings; only the device may change.
@@ -282,8 +293,12 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
     bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return fit(cfg, bundle, run_dir, resume=resume, progress=progress)
+        run = fit(cfg, bundle, run_dir, resume=resume, progress=progress)
     except BaseException:
         if not (run_dir / RESUME_FILE).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    if not embed:
+        os.replace(run_dir / PENDING_FILE, run_dir / RUN_FILE)
+        return run
+    return embed_run(run_dir, dtype, cfg.device, bundle=bundle, progress=progress)

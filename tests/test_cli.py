@@ -18,12 +18,19 @@ from tests.conftest import ROOT, run_engine
 
 def test_help_documents_every_command_and_train_flag():
     top = run_engine("--help")
-    assert top.returncode == 0 and "train" in top.stdout and "datasets" in top.stdout
+    assert top.returncode == 0
+    for command in ("train", "embed", "list", "compare", "import", "datasets"):
+        assert f"\n  {command} " in top.stdout
+        assert run_engine(command, "--help").returncode == 0
     train = run_engine("train", "--help").stdout
     for flag in ("--dataset", "--model", "--epochs", "--hidden", "--layers", "--lr", "--dropout", "--split",
                  "--fanout", "--batch-size", "--seed", "--device", "--data-root", "--out", "--name", "--resume",
-                 "--monitor", "--input-dropout", "--weight-decay-on", "--l2-normalize", "--largest-component"):
+                 "--monitor", "--input-dropout", "--weight-decay-on", "--l2-normalize", "--largest-component",
+                 "--no-embed", "--dtype"):
         assert flag in train
+    embed = run_engine("embed", "--help").stdout
+    for flag in ("--run", "--checkpoint", "--dtype", "--device", "--block-rows", "--data-root"):
+        assert flag in embed
 
 
 def _bad_npz_root(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from engine.data import load_dataset
 from engine.models import ModelConfig, build_model, load_model
-from engine.train import TrainConfig, fit
+from engine.train import TrainConfig, fit, train_run
 
 
 def test_demo_reaches_80_percent_in_under_a_minute(tmp_path):
@@ -25,7 +25,9 @@ def test_demo_reaches_80_percent_in_under_a_minute(tmp_path):
 
 def test_a_run_folder_holds_a_loadable_model_history_and_run_json(tmp_path):
     bundle = load_dataset("demo")
-    fit(TrainConfig(dataset="demo", model="gcn", epochs=5, hidden_channels=32), bundle, tmp_path, progress=False)
+    train_run(TrainConfig(dataset="demo", model="gcn", epochs=5, hidden_channels=32), tmp_path, "r",
+              progress=False, embed=False)
+    tmp_path = tmp_path / "r"
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["schema_version"] == 1
     assert run["dataset"]["fingerprint"] == bundle.fingerprint

@@ -74,6 +74,14 @@ def graph_fingerprint(data: Data) -> str:
     return h.hexdigest()
 
 
+def labels_fingerprint(labels: np.ndarray) -> str:
+    """The fingerprint of imported embeddings: their node count and labels."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(b"labels")
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
 def edge_homophily(edge_index: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of edges whose two ends share a label."""
     return float((y[edge_index[0]] == y[edge_index[1]]).float().mean())

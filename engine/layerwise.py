@@ -1,0 +1,130 @@
+"""Every layer's output for every node: layer by layer, in blocks of rows.
+
+The one inference routine behind ``engine embed`` for every model. Each layer
+runs over the whole graph before the next starts (so a node's output is exact,
+not sampled), and inside a layer over blocks of target rows: a block reads
+its rows of the sparse adjacency and all of the previous layer's output, and
+aggregates with one sparse-dense matrix product. Nothing per edge is ever
+wider than one scalar, so the extra memory of a layer is the adjacency
+(12 bytes an edge) plus one block's activations, where a full ``edge_index``
+message pass would hold edges x width floats (50 to 127 GB at ogbn-products
+size). PyG's ``BasicGNN.inference`` does the layer-by-layer part with a
+``NeighborLoader``, whose batches pass messages per edge; ``bench/inference.py``
+compares the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import GCNConv, SAGEConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.nn.models.basic_gnn import BasicGNN
+from torch_geometric.utils import spmm
+from tqdm.auto import tqdm
+
+from engine.models import GVAE, adjacency
+
+DEFAULT_BLOCK_ROWS = 65_536
+
+
+@dataclass
+class Layer:
+    """One layer as the dump sees it: its file name, its convolution and the
+    activation that follows it in ``forward`` (``None`` for the last)."""
+
+    name: str
+    conv: torch.nn.Module
+    act: Callable[[Tensor], Tensor] | None
+
+
+def layers_of(model: torch.nn.Module) -> list[Layer]:
+    """The layers of any model of ``MODELS``, in ``forward`` order, named as
+    their files: ``hidden1 ... hiddenK`` then ``logits`` (classifiers) or ``mu`` (gvae)."""
+    if isinstance(model, GVAE):
+        hidden = [Layer(f"hidden{i + 1}", conv, torch.relu) for i, conv in enumerate(model.convs)]
+        return hidden + [Layer("mu", model.conv_mu, None)]
+    if isinstance(model, BasicGNN):
+        plain = model.norms is None or all(isinstance(n, torch.nn.Identity) for n in model.norms)
+        if not plain or model.jk_mode is not None:
+            raise ValueError("layer-wise inference covers BasicGNN without norms or jumping knowledge")
+        last = model.num_layers - 1
+        return [Layer("logits" if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
+                for i, conv in enumerate(model.convs)]
+    raise TypeError(f"no layer-wise inference for {type(model).__name__}")
+
+
+def _row_block(adj_t: Tensor, start: int, stop: int) -> Tensor:
+    """Rows ``start:stop`` of a CSR tensor, as a (stop - start, N) CSR view."""
+    crow = adj_t.crow_indices()
+    lo, hi = int(crow[start]), int(crow[stop])
+    return torch.sparse_csr_tensor(crow[start:stop + 1] - lo, adj_t.col_indices()[lo:hi],
+                                   adj_t.values()[lo:hi], size=(stop - start, adj_t.size(1)))
+
+
+def _blocks(num_rows: int, block_rows: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, num_rows, block_rows):
+        yield start, min(start + block_rows, num_rows)
+
+
+def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int,
+                normalized: dict) -> Tensor:
+    """``conv(x, adj_t)`` for every node, computed one block of rows at a time."""
+    num_nodes = adj_t.size(0)
+    out = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
+    if isinstance(conv, SAGEConv):
+        # Bipartite call: all nodes as sources, the block's rows as targets.
+        for start, stop in _blocks(num_nodes, block_rows):
+            out[start:stop] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
+    elif isinstance(conv, GCNConv):
+        # GCNConv transforms before it aggregates: out = A_hat (x W) + b, with
+        # A_hat = D^-1/2 (A + I) D^-1/2, normalised once per graph.
+        key = (conv.improved, conv.add_self_loops)
+        if key not in normalized:
+            normalized[key] = gcn_norm(adj_t, None, num_nodes, conv.improved, conv.add_self_loops,
+                                       conv.flow, x.dtype)[0]
+        a_hat = normalized[key]
+        h = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
+        for start, stop in _blocks(num_nodes, block_rows):
+            h[start:stop] = conv.lin(x[start:stop])
+        for start, stop in _blocks(num_nodes, block_rows):
+            out[start:stop] = spmm(_row_block(a_hat, start, stop), h, reduce=conv.aggr)
+            if conv.bias is not None:
+                out[start:stop] += conv.bias
+    else:
+        raise TypeError(f"no layer-wise inference for {type(conv).__name__}")
+    return out
+
+
+@torch.no_grad()
+def layerwise(model: torch.nn.Module, x: Tensor, edge_index: Tensor, block_rows: int = DEFAULT_BLOCK_ROWS,
+              progress: bool = True) -> Iterator[tuple[str, Tensor]]:
+    """Yield ``(name, output)`` for every layer of ``model``, in order.
+
+    Args:
+        model: any model of ``MODELS``; put in eval mode for the duration.
+        x: (N, in_channels) input features, on the device to compute on.
+        edge_index: (2, E) graph (both directions of undirected edges).
+        block_rows: target rows per block; bounds the memory of one step.
+
+    Yields:
+        ``(name, (N, width) tensor)`` per layer; the last equals
+        ``model(x, edge_index)`` in eval mode. Each output becomes the next
+        layer's input, so a caller that writes it out can drop it.
+    """
+    layers = layers_of(model)
+    adj_t = adjacency(edge_index.to(x.device), x.size(0))
+    was_training = model.training
+    model.eval()
+    normalized: dict = {}
+    try:
+        for layer in tqdm(layers, desc="layers", unit="layer", disable=not progress):
+            x = _apply_conv(layer.conv, x, adj_t, block_rows, normalized)
+            if layer.act is not None:
+                x = layer.act(x)
+            yield layer.name, x
+    finally:
+        model.train(was_training)
