@@ -84,8 +84,11 @@ def reference(folder: Path) -> None:
 
 
 def ensure_ref_venv() -> None:
-    """Create bench/.ref-venv with torch-sparse unless it already imports; exit 1 on failure."""
-    if REF_PYTHON.exists() and subprocess.run([str(REF_PYTHON), "-c", "import torch_sparse"],
+    """Create bench/.ref-venv with torch-sparse and our PyG version (for
+    bench/inference.py) unless both already import; exit 1 on failure."""
+    import torch_geometric
+
+    if REF_PYTHON.exists() and subprocess.run([str(REF_PYTHON), "-c", "import torch_sparse, torch_geometric"],
                                               capture_output=True).returncode == 0:
         return
     wheels = sorted(str(w) for w in WHEELS.glob("*.whl"))
@@ -93,7 +96,8 @@ def ensure_ref_venv() -> None:
         sys.exit(f"error: cannot make reference venv {REF_VENV}: no wheels in {WHEELS}")
     steps = [[sys.executable, "-m", "venv", str(REF_VENV)],
              [str(REF_PYTHON), "-m", "pip", "install", f"torch=={REF_TORCH}", "numpy", "scipy"],  # scipy: torch-sparse imports it
-             [str(REF_PYTHON), "-m", "pip", "install", "--no-deps", *wheels]]
+             [str(REF_PYTHON), "-m", "pip", "install", "--no-deps", *wheels],
+             [str(REF_PYTHON), "-m", "pip", "install", f"torch-geometric=={torch_geometric.__version__}"]]
     print(f"creating reference venv {REF_VENV.relative_to(REPO)} ...", file=sys.stderr)
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True)
