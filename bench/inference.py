@@ -108,7 +108,8 @@ def reference(folder: Path) -> dict:
 
 
 def _side(python: Path, which: str, folder: Path) -> dict:
-    proc = subprocess.run([str(python), __file__, f"--{which}", str(folder)], capture_output=True, text=True)
+    proc = subprocess.run([str(python), __file__, f"--{which}", str(folder)], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         sys.exit(f"error: the {which} side failed: {tail}")
@@ -157,7 +158,7 @@ def main() -> None:
     gib = 1024 ** 3
     print(f"{'':<34}{'seconds':>9}{'peak RSS GiB':>14}{'over inputs GiB':>17}")
     for label, r in ((f"ours (layerwise, {LAYERS + 1} .npy written)", mine),
-                     (f"PyG inference, NeighborLoader[-1]", ref)):
+                     ("PyG inference, NeighborLoader[-1]", ref)):
         print(f"{label:<34}{r['seconds']:>9.1f}{r['peak'] / gib:>14.2f}{(r['peak'] - r['before']) / gib:>17.2f}")
     print(f"speed-up {ref['seconds'] / mine['seconds']:.2f}x; peak memory ratio ours/ref "
           f"{mine['peak'] / ref['peak']:.2f} (over inputs {(mine['peak'] - mine['before']) / max(1, ref['peak'] - ref['before']):.2f}); "
