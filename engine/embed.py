@@ -95,17 +95,21 @@ class _LayerWriter:
                               "nodes": len(self.sample["eval"])}}
 
 
-def _mark_incomplete(run_dir: Path) -> dict:
-    """The run's record, moved to ``run.pending.json`` first if the run was
-    complete, so that from here until ``run.json`` returns it is not."""
-    if (run_dir / RUN_FILE).exists():
-        record = read_record(run_dir / RUN_FILE)
-        os.replace(run_dir / RUN_FILE, run_dir / PENDING_FILE)
-        return record
-    if (run_dir / PENDING_FILE).exists():
-        return read_record(run_dir / PENDING_FILE)
+def _trained_record(run_dir: Path) -> dict:
+    """The record of a trained run: ``run.json``, or ``run.pending.json``
+    while its embeddings are not (completely) written."""
+    for name in (RUN_FILE, PENDING_FILE):
+        if (run_dir / name).exists():
+            return read_record(run_dir / name)
     raise UserError(f"{run_dir} is not a trained run ({RUN_FILE} and {PENDING_FILE} missing); "
                     "train it first with python -m engine train")
+
+
+def _mark_incomplete(run_dir: Path) -> None:
+    """Moves a complete run's ``run.json`` to ``run.pending.json``: from here
+    until the new ``run.json`` lands, no reader takes the run for complete."""
+    if (run_dir / RUN_FILE).exists():
+        os.replace(run_dir / RUN_FILE, run_dir / PENDING_FILE)
 
 
 def _bundle_for(record: dict, data_root: str | None) -> GraphBundle:
@@ -145,7 +149,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
     run_dir = Path(run_dir)
     torch_device = resolve_device(device)
-    record = _mark_incomplete(run_dir)
+    record = _trained_record(run_dir)
     model, model_config = load_model(run_dir / MODEL_FILE)
     bundle = bundle or _bundle_for(record, data_root)
     x = _model_input(bundle, record["config"].get("normalize_features", False))
@@ -153,6 +157,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
         raise UserError(f"{run_dir / MODEL_FILE} expects {model_config.in_channels} input features; "
                         f"{bundle.name} has {x.size(1)}")
 
+    _mark_incomplete(run_dir)       # only now: a mistake above leaves a complete run as it was
     start = time.perf_counter()
     labels = bundle.data.y.numpy()
     split = {k: v.numpy() for k, v in bundle.split.items()}

@@ -34,7 +34,8 @@ def photo_60(shared_data):
 
 @pytest.fixture(scope="module")
 def photo_sage(shared_data, tmp_path_factory):
-    """A trained, not yet embedded, Amazon Photo sage run (3 x 64, 100 epochs)."""
+    """An Amazon Photo sage run (3 x 64, 100 epochs) trained with --no-embed:
+    complete, with no layers yet."""
     out = tmp_path_factory.mktemp("photo")
     _train(out, "sage", load_dataset("amazon-photo", shared_data, split="60/20/20", seed=0), model="sage",
            hidden_channels=64, epochs=100, data_root=str(shared_data))
@@ -216,3 +217,11 @@ def test_embeddings_whose_rows_differ_from_the_labels_are_refused(tmp_path):
                         "--name", "x", "--out", tmp_path / "out")
     _one_line_error(result, "(100, 8)", "99 rows")
     assert not (tmp_path / "out" / "x").exists()
+
+
+def test_a_failed_embed_leaves_a_complete_run_complete(photo_sage, tmp_path):
+    run_dir = shutil.copytree(photo_sage, tmp_path / "out" / "sage")   # complete, as --no-embed leaves it
+    result = run_engine("embed", "--run", run_dir, "--data-root", tmp_path / "nowhere")
+    _one_line_error(result, "amazon_electronics_photo.npz")
+    listed = run_engine("list", "--out", tmp_path / "out")
+    assert listed.stdout.startswith("sage  amazon-photo") and "0 layers" in listed.stdout and not listed.stderr
