@@ -29,8 +29,8 @@ from engine.data.splits import stratified_split
 from engine.errors import UserError
 from engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
 from engine.quality import cka_matrix, layer_quality, linear_probe, quality_sample
-from engine.runs import (LAYERS_DIR, MODEL_FILE, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION, _tmp,
-                         atomic_save_npy, atomic_write_json, read_record)
+from engine.runs import (LAYERS_DIR, MODEL_FILE, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
+                         atomic_save_npy, atomic_write_parquet, atomic_write_json, read_record)
 
 DTYPES = ("float32", "float16")
 SPLIT_NAMES = ("train", "val", "test")
@@ -58,9 +58,7 @@ def _write_nodes(path: Path, node_ids: np.ndarray, labels: np.ndarray, class_nam
         "confidence": probabilities.max(axis=1).astype(np.float32),
         "correct": prediction == labels,
     })
-    tmp = _tmp(path)
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_parquet(path, frame)
 
 
 class _LayerWriter:
@@ -131,6 +129,16 @@ def _model_input(bundle: GraphBundle, normalize_features: bool) -> torch.Tensor:
     return NormalizeFeatures()(copy.copy(bundle.data)).x
 
 
+def _probe_probabilities(features: np.ndarray, labels: np.ndarray, train: np.ndarray,
+                         num_classes: int) -> np.ndarray:
+    """(N, num_classes) class probabilities of a linear probe fit on ``train``:
+    the predictions of a layer that has no classifier head."""
+    probe = linear_probe(features, labels, train)
+    probabilities = np.zeros((len(labels), num_classes), dtype=np.float32)
+    probabilities[:, probe.classes_] = probe.predict_proba(features)
+    return probabilities
+
+
 def _softmax(logits: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits.float(), dim=-1).numpy()
 
@@ -175,9 +183,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
         if not record["metrics"]:       # a bare checkpoint: score its predictions
             record["metrics"] = _classification_metrics(bundle, probabilities.argmax(axis=1))
     else:   # gvae: a linear probe on the last layer names each node's category
-        probe = linear_probe(last.numpy(), labels, writer.sample["train"])
-        probabilities = np.zeros((len(labels), bundle.num_classes), dtype=np.float32)
-        probabilities[:, probe.classes_] = probe.predict_proba(last.numpy())
+        probabilities = _probe_probabilities(last.numpy(), labels, writer.sample["train"], bundle.num_classes)
         predicted_by = f"linear probe on {layers['layers'][-1]['name']}"
     node_ids = (bundle.node_ids if bundle.node_ids is not None else torch.arange(bundle.num_nodes)).numpy()
     degree = np.bincount(bundle.data.edge_index[1].numpy(), minlength=bundle.num_nodes)
@@ -294,9 +300,8 @@ def import_embeddings(files: list[Path], labels_file: Path, out: Path, name: str
         for layer, array in tqdm(list(zip(layer_names, arrays)), desc="layers", disable=not progress):
             writer.add(layer, np.asarray(array, dtype=np.float32))
         layers = writer.finish()
-        probe = linear_probe(np.asarray(arrays[-1], dtype=np.float32), labels, writer.sample["train"])
-        probabilities = np.zeros((labels.size, len(class_names)), dtype=np.float32)
-        probabilities[:, probe.classes_] = probe.predict_proba(np.asarray(arrays[-1], dtype=np.float32))
+        probabilities = _probe_probabilities(np.asarray(arrays[-1], dtype=np.float32), labels,
+                                             writer.sample["train"], len(class_names))
         _write_nodes(run_dir / NODES_FILE, np.arange(labels.size), labels, class_names, split_index, None,
                      probabilities)
         record = {

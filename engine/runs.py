@@ -67,6 +67,12 @@ def default_run_name(dataset: str, model: str) -> str:
     return f"{label}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    tmp = _tmp(path)
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     tmp = _tmp(path)
     with open(tmp, "wb") as f:
