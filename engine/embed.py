@@ -12,7 +12,6 @@ that no reader shows as complete, and running the command again finishes it.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -121,14 +120,6 @@ def _bundle_for(record: dict, data_root: str | None) -> GraphBundle:
     return bundle
 
 
-def _model_input(bundle: GraphBundle, normalize_features: bool) -> torch.Tensor:
-    if not normalize_features:
-        return bundle.data.x
-    from torch_geometric.transforms import NormalizeFeatures
-
-    return NormalizeFeatures()(copy.copy(bundle.data)).x
-
-
 def _probe_probabilities(features: np.ndarray, labels: np.ndarray, train: np.ndarray,
                          num_classes: int) -> np.ndarray:
     """(N, num_classes) class probabilities of a linear probe fit on ``train``:
@@ -160,7 +151,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     record = _trained_record(run_dir)
     model, model_config = load_model(run_dir / MODEL_FILE)
     bundle = bundle or _bundle_for(record, data_root)
-    x = _model_input(bundle, record["config"].get("normalize_features", False))
+    x = (bundle.with_normalized_features() if record["config"].get("normalize_features") else bundle).data.x
     if model_config.in_channels != x.size(1):
         raise UserError(f"{run_dir / MODEL_FILE} expects {model_config.in_channels} input features; "
                         f"{bundle.name} has {x.size(1)}")

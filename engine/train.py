@@ -8,7 +8,6 @@ which becomes ``run.json`` once ``engine.embed`` has written the layers.
 
 from __future__ import annotations
 
-import copy
 import os
 import platform
 import shutil
@@ -162,10 +161,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     """
     device = resolve_device(cfg.device)
     if cfg.normalize_features:
-        from torch_geometric.transforms import NormalizeFeatures
-
-        bundle = copy.copy(bundle)       # the fingerprint keeps naming the raw graph
-        bundle.data = NormalizeFeatures()(bundle.data.clone())
+        bundle = bundle.with_normalized_features()
     fanout = cfg.fanout
     if fanout is None and not fits_full_batch(bundle, cfg, device):
         if cfg.objective == "vgae":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
 
@@ -43,6 +44,16 @@ class GraphBundle:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def with_normalized_features(self) -> GraphBundle:
+        """The same graph with each row of ``x`` scaled to sum 1 (PyG's
+        ``NormalizeFeatures``); the fingerprint keeps naming the raw graph,
+        and nothing but ``x`` is copied."""
+        from torch_geometric.transforms import NormalizeFeatures
+
+        normalized = copy.copy(self)
+        normalized.data = NormalizeFeatures()(copy.copy(self.data))
+        return normalized
 
     def facts(self) -> dict:
         """The dataset facts stored in ``run.json``."""
