@@ -18,6 +18,7 @@ commands:
   embed      write every layer's embeddings of a trained run, or of a bare model.pt, with per-layer metrics
   list       the complete runs in checkpoints/, one line each, and a warning per broken folder
   compare    per-layer metrics of one or two runs and their layer-by-layer linear CKA
+  project    2-D UMAP (or PCA) layouts of a run's layers, aligned and cached in the run folder
   import     make a run folder from embeddings computed elsewhere (.npy) and their labels
   datasets   list the dataset names and where their files go
 """
@@ -158,6 +159,38 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN_A with itself). Two runs must be on the same graph (same fingerprint).")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="one or two run folders")
 
+    from engine.project import ALIGNMENTS, DEFAULT_SAMPLE, METHODS, METRICS, ProjectionConfig
+
+    p = ProjectionConfig()
+    project = commands.add_parser(
+        "project", help="2-D layouts of a run's layers, aligned and cached",
+        description="Lay out the layers of a run in 2-D over a shared, category-stratified node sample "
+                    "(the same nodes for every layer and every run on the graph), align them, and cache "
+                    "them in RUN/projections/. A layout already there is read, not recomputed.",
+        formatter_class=_Defaults)
+    project.add_argument("--run", required=True, metavar="DIR", help="a complete run folder")
+    project.add_argument("--layers", default="all", metavar="all|0,1,3",
+                         help="all, layer positions, or layer names (input,hidden2)")
+    project.add_argument("--sample", type=int, default=None,
+                         help=f"nodes in the shared sample (default {DEFAULT_SAMPLE:,}, or every node of a "
+                              "smaller graph)")
+    project.add_argument("--all-nodes", action="store_true",
+                         help="also place every node outside the sample (UMAP transform)")
+    project.add_argument("--method", default=p.method, choices=METHODS, help="UMAP, or a 2-D PCA")
+    project.add_argument("--n-neighbors", type=int, default=p.n_neighbors, help="UMAP neighbourhood size")
+    project.add_argument("--min-dist", type=float, default=p.min_dist, help="UMAP minimum distance")
+    project.add_argument("--metric", default=p.metric, choices=METRICS,
+                         help="distance between a layer's rows that the layout preserves")
+    project.add_argument("--n-epochs", type=int, default=None,
+                         help="UMAP epochs (default 200 below 10,000 nodes, else 60)")
+    project.add_argument("--pca-dims", type=int, default=p.pca_dims,
+                         help="layers wider than this are reduced with PCA before UMAP")
+    project.add_argument("--seed", type=int, default=p.seed, help="sample, PCA and UMAP seed")
+    project.add_argument("--align", default=p.align, choices=ALIGNMENTS,
+                         help="procrustes: each layer onto the one before; aligned-umap: all layers "
+                              "together (umap-learn's AlignedUMAP)")
+    project.add_argument("--quiet", action="store_true", help="no progress bar")
+
     imp = commands.add_parser(
         "import", help="make a run folder from your own embeddings",
         description="Turn embeddings made elsewhere into a run folder the dashboard reads: one .npy per "
@@ -297,6 +330,25 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project(args: argparse.Namespace) -> int:
+    from engine.project import ProjectionConfig, project_layers, resolve_layers
+    from engine.runs import read_run
+
+    run = read_run(Path(args.run))
+    cfg = ProjectionConfig(method=args.method, sample=args.sample, all_nodes=args.all_nodes,
+                           n_neighbors=args.n_neighbors, min_dist=args.min_dist, metric=args.metric,
+                           n_epochs=args.n_epochs, pca_dims=args.pca_dims, seed=args.seed, align=args.align)
+    layouts = project_layers(run, resolve_layers(run, args.layers), cfg, progress=not args.quiet)
+    print(f"{run.path}: {args.method} layouts of {len(layouts[0].nodes):,} nodes, align {args.align}")
+    print(f"  {'layer':12} {'seconds':>8} {'trustworthiness':>15}  file")
+    for layout in layouts:
+        info = layout.info
+        seconds = "cached" if info["cached"] else f"{info['seconds']:.1f}"
+        print(f"  {layout.layer:12} {seconds:>8} {info['trustworthiness']:>15.4f}  "
+              f"projections/{info['key']}.parquet")
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     from engine.embed import import_embeddings
 
@@ -308,7 +360,7 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"embed": _embed, "list": _list, "compare": _compare, "import": _import}
+COMMANDS = {"embed": _embed, "list": _list, "compare": _compare, "project": _project, "import": _import}
 
 
 DATASET_FILES = """\

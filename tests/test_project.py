@@ -1,0 +1,200 @@
+"""2-D layouts: cached, deterministic, aligned, and refused on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+
+import numpy as np
+import pytest
+from scipy.spatial import ConvexHull
+from scipy.spatial.distance import pdist
+
+from tests.conftest import run_engine
+from engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers, resolve_layers, shared_sample
+from engine.runs import read_run
+from engine.train import TrainConfig, train_run
+
+# Small enough that each missed layout costs a second or two.
+FAST = ProjectionConfig(sample=2000, n_epochs=30)
+
+
+@pytest.fixture(scope="module")
+def photo_run(shared_data, tmp_path_factory):
+    """An embedded Amazon Photo sage run (3 x 64, 60 epochs, 60/20/20 seed 0)."""
+    out = tmp_path_factory.mktemp("photo")
+    cfg = TrainConfig(dataset="amazon-photo", model="sage", hidden_channels=64, epochs=60, split="60/20/20",
+                      data_root=str(shared_data))
+    train_run(cfg, out, "sage", progress=False)
+    return out / "sage"
+
+
+@pytest.fixture
+def fresh_run(photo_run, tmp_path):
+    """A copy of the Photo run with no cached layouts."""
+    run_dir = shutil.copytree(photo_run, tmp_path / "sage", ignore=shutil.ignore_patterns(PROJECTIONS_DIR))
+    return read_run(run_dir)
+
+
+def _diameter(xy: np.ndarray) -> float:
+    return float(pdist(xy[ConvexHull(xy).vertices]).max())
+
+
+def _mean_displacement(a, b) -> float:
+    """Mean distance a node moved between two layouts of the same nodes, as a share of ``a``'s diameter."""
+    assert np.array_equal(a.nodes, b.nodes)
+    return float(np.linalg.norm(a.xy - b.xy, axis=1).mean()) / _diameter(a.xy)
+
+
+def test_the_sample_is_stratified_and_the_same_for_every_run_on_the_graph(photo_run, shared_data):
+    labels = read_run(photo_run).nodes()["label"].to_numpy()
+    sample = shared_sample(labels, 2000, seed=0)
+    assert sample.size == pytest.approx(2000, abs=8) and np.all(np.diff(sample) > 0)
+    share = np.bincount(labels[sample], minlength=8) / sample.size
+    assert np.abs(share - np.bincount(labels) / labels.size).max() < 0.01
+    assert np.array_equal(sample, shared_sample(labels.copy(), 2000, seed=0))
+    assert not np.array_equal(sample, shared_sample(labels, 2000, seed=1))
+    assert shared_sample(labels).size == labels.size      # the default 50,000 covers all of Photo
+
+
+def test_a_second_request_is_served_from_the_cache_in_under_0_2_s(fresh_run):
+    layers = resolve_layers(fresh_run, "all")
+    first = project_layers(fresh_run, layers, ProjectionConfig())
+    assert [layout.info["cached"] for layout in first] == [False] * len(layers)
+    assert all(layout.xy.shape == (7650, 2) for layout in first)     # every node: Photo is under 50,000
+
+    start = time.perf_counter()
+    again = project_layers(read_run(fresh_run.path), layers, ProjectionConfig())
+    seconds = time.perf_counter() - start
+    print(f"{len(layers)} cached layouts of 7,650 nodes read in {seconds:.3f} s")
+    assert seconds < 0.2
+    assert [layout.info["cached"] for layout in again] == [True] * len(layers)
+    for a, b in zip(first, again):
+        assert np.array_equal(a.xy, b.xy) and np.array_equal(a.nodes, b.nodes)
+        assert a.info["trustworthiness"] == b.info["trustworthiness"] > 0.6
+        assert b.info["params"]["n_neighbors"] == 15 and b.info["seconds"] > 0
+
+
+@pytest.mark.parametrize("change", [
+    {"n_neighbors": 10}, {"min_dist": 0.3}, {"metric": "euclidean"}, {"seed": 1}, {"sample": 2500},
+    {"n_epochs": 31}, {"pca_dims": 20}, {"init": "random"}, {"method": "pca"},
+], ids=lambda change: next(iter(change)))
+def test_any_change_of_parameter_misses_the_cache(fresh_run, change):
+    before, = project_layers(fresh_run, ["input"], FAST)
+    after, = project_layers(fresh_run, ["input"], dataclasses.replace(FAST, **change))
+    assert not after.info["cached"] and after.info["key"] != before.info["key"]
+    assert project_layers(fresh_run, ["input"], FAST)[0].info["cached"]       # the first is still there
+
+
+def test_a_changed_layer_file_or_alignment_reference_misses_the_cache(fresh_run):
+    cfg = FAST
+    input_, hidden = project_layers(fresh_run, ["input", "hidden1"], cfg)
+    assert hidden.info["aligned_to"] == input_.info["key"]
+
+    # Another reference for hidden1 (hidden2 instead of input): a new aligned layout, the same raw one.
+    _, onto_hidden2 = project_layers(fresh_run, ["hidden2", "hidden1"], cfg)
+    assert onto_hidden2.info["key"] != hidden.info["key"] and not onto_hidden2.info["cached"]
+
+    layer_file = fresh_run.path / "layers" / "hidden1.npy"
+    values = np.load(layer_file)
+    values[0, 0] += 1.0
+    np.save(layer_file, values)
+    changed = project_layers(fresh_run, ["input", "hidden1"], cfg)
+    assert changed[0].info["cached"] and not changed[1].info["cached"]
+
+
+def test_layouts_are_identical_for_the_same_seed_and_inputs(photo_run, tmp_path):
+    layouts = []
+    for copy in ("a", "b"):
+        run_dir = shutil.copytree(photo_run, tmp_path / copy, ignore=shutil.ignore_patterns(PROJECTIONS_DIR))
+        layouts.append(project_layers(read_run(run_dir), ["input", "hidden2"], ProjectionConfig(sample=3000)))
+    for a, b in zip(*layouts):
+        assert not a.info["cached"] and not b.info["cached"]
+        assert np.array_equal(a.xy, b.xy) and np.array_equal(a.nodes, b.nodes)
+
+
+def test_procrustes_aligns_two_seeds_of_one_layer(fresh_run):
+    """umap-learn's spectral start puts two seeds' layouts at arbitrary
+    orientations; Procrustes brings them back within 10% of the diameter."""
+    from engine.project import _procrustes
+
+    spectral = ProjectionConfig(init="spectral", align="none")
+    a, = project_layers(fresh_run, ["hidden2"], spectral)
+    b, = project_layers(fresh_run, ["hidden2"], dataclasses.replace(spectral, seed=1))
+    unaligned, aligned = _mean_displacement(a, b), _mean_displacement(a, _procrustes(b, a))
+    print(f"spectral start, seeds 0 and 1: mean displacement {unaligned:.3f} of the diameter unaligned, "
+          f"{aligned:.3f} after Procrustes")
+    assert unaligned > 0.30 and aligned < 0.10
+
+    # The default PCA start gives nearly the same layout for any seed, aligned or not.
+    a, = project_layers(fresh_run, ["hidden2"], ProjectionConfig(align="none"))
+    b, = project_layers(fresh_run, ["hidden2"], ProjectionConfig(align="none", seed=1))
+    assert _mean_displacement(a, _procrustes(b, a)) < 0.10
+
+
+def test_aligned_umap_lays_out_the_layers_together(fresh_run):
+    cfg = dataclasses.replace(FAST, align="aligned-umap")
+    layouts = project_layers(fresh_run, ["hidden1", "hidden2"], cfg)
+    assert [layout.info["aligned_to"] for layout in layouts] == ["AlignedUMAP"] * 2
+    assert all(np.array_equal(layout.nodes, layouts[0].nodes) for layout in layouts)
+    assert _mean_displacement(*layouts) < 0.10         # neighbouring layers of a trained model barely move
+    assert all(layout.info["cached"] for layout in project_layers(fresh_run, ["hidden1", "hidden2"], cfg))
+
+
+def test_all_nodes_places_the_rest_with_transform(fresh_run):
+    """Nodes outside the sample land among sampled nodes of their category."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    layout, = project_layers(fresh_run, ["hidden2"], dataclasses.replace(FAST, all_nodes=True))
+    assert np.array_equal(layout.nodes, np.arange(7650)) and np.isfinite(layout.xy).all()
+    labels = fresh_run.nodes()["label"].to_numpy()
+    sampled = np.isin(layout.nodes, shared_sample(labels, FAST.sample))
+    knn = KNeighborsClassifier(10).fit(layout.xy[sampled], labels[sampled])
+    placed_right = (knn.predict(layout.xy[~sampled]) == labels[~sampled]).mean()
+    print(f"{(~sampled).sum():,} placed nodes: 10-NN category accuracy on the map {placed_right:.3f}")
+    assert placed_right > 0.85
+
+
+def test_the_cli_projects_and_reads_back_from_the_cache(fresh_run):
+    args = ("project", "--run", fresh_run.path, "--layers", "0,hidden2", "--sample", "2000", "--n-epochs", "30",
+            "--quiet")
+    first = run_engine(*args)
+    assert first.returncode == 0, first.stderr
+    assert "input" in first.stdout and "hidden2" in first.stdout and "trustworthiness" in first.stdout
+    second = run_engine(*args)
+    assert second.returncode == 0 and second.stdout.count("cached") == 2, second.stdout
+
+
+def _one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--layers", "hidden9"), "no layer 'hidden9'; it has input, hidden1, hidden2, logits"),
+    (("--layers", "7"), "no layer 7; it has layers 0-3"),
+    (("--sample", "0"), "--sample must be at least 1, got 0"),
+    (("--sample", "9000"), "--sample 9,000 is larger than the graph (7,650 nodes); use --all-nodes"),
+    (("--n-neighbors", "1"), "--n-neighbors must be between 2 and 200"),
+    (("--align", "aligned-umap", "--method", "pca"), "--align aligned-umap lays out the UMAP sample only"),
+], ids=["unknown-layer", "layer-position", "sample-0", "sample-too-large", "n-neighbors", "aligned-pca"])
+def test_bad_input_is_one_line_and_exit_2(photo_run, args, message):
+    _one_line_error(run_engine("project", "--run", photo_run, *args), message)
+
+
+def test_non_finite_values_name_the_layer_and_count_the_rows(fresh_run):
+    layer_file = fresh_run.path / "layers" / "hidden1.npy"
+    values = np.load(layer_file)
+    values[[3, 10, 500]] = np.nan
+    values[42, 7] = np.inf
+    np.save(layer_file, values)
+    result = run_engine("project", "--run", fresh_run.path, "--layers", "hidden1", "--quiet")
+    _one_line_error(result, "layer hidden1 has NaN or infinite values in 4 of the 7,650 rows", "first: node 3")
+    assert not list((fresh_run.path / PROJECTIONS_DIR).glob("*.parquet"))
+
+
+def test_a_missing_run_is_refused(tmp_path):
+    _one_line_error(run_engine("project", "--run", tmp_path / "nothing"), "not a run folder")
