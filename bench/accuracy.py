@@ -88,7 +88,7 @@ def main() -> None:
             graph = f"{'largest component' if lcc else 'full'} ({runs[0][0]['dataset']['num_nodes']:,})"
             print(f"{model:6} {graph:22} {np.mean(accs):>14.4f} ± {np.std(accs):.4f} {published:>10.3f} "
                   f"{np.mean(accs) / published:>6.3f} {(time.perf_counter() - start) / len(seeds) / args.inits:>6.1f}"
-                  f"  per split {[round(a, 4) for a in accs]}", flush=True)
+                  f"  per split {[round(float(a), 4) for a in accs]}", flush=True)
     if "gvae" not in models:
         return
     start = time.perf_counter()

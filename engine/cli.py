@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument("--metric", default=p.metric, choices=METRICS,
                          help="distance between a layer's rows that the layout preserves")
     project.add_argument("--n-epochs", type=int, default=None,
-                         help="UMAP epochs (default 200 below 10,000 nodes, else 60)")
+                         help="UMAP epochs (default 200 below 10,000 nodes, else 40)")
     project.add_argument("--pca-dims", type=int, default=p.pca_dims,
                          help="layers wider than this are reduced with PCA before UMAP")
     project.add_argument("--seed", type=int, default=p.seed, help="sample, PCA and UMAP seed")
