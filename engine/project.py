@@ -59,7 +59,8 @@ BLOCK_ROWS = 65_536         # rows normalised and reduced at a time with --all-n
 
 @dataclass(frozen=True)
 class ProjectionConfig:
-    """How layouts are made; every field is part of the cache key."""
+    """How layouts are made. Every field but ``align`` is part of a layout's
+    cache key; ``align`` and the reference layout key the aligned copy."""
 
     method: str = "umap"            # umap | pca
     sample: int | None = None       # nodes in the shared sample; None: 50,000, or every node of a smaller graph
@@ -211,13 +212,15 @@ def _rows(run: Run, name: str, nodes: np.ndarray, cfg: ProjectionConfig) -> np.n
 
 
 def _reduce(x: np.ndarray, cfg: ProjectionConfig):
-    """A fitted PCA to ``cfg.pca_dims`` when the layer is wider, else ``None``."""
+    """``x`` reduced to ``cfg.pca_dims`` dimensions by PCA when it is wider, as
+    float32, and the fitted PCA (``None`` when ``x`` is returned as it is)."""
     if x.shape[1] <= cfg.pca_dims:
-        return None
+        return x, None
     from sklearn.decomposition import PCA
 
     # covariance_eigh: exact, and for n >> d a d x d eigenproblem (0.1 s at 100,000 x 256).
-    return PCA(min(cfg.pca_dims, len(x)), svd_solver="covariance_eigh").fit(x)
+    pca = PCA(min(cfg.pca_dims, len(x)), svd_solver="covariance_eigh").fit(x)
+    return pca.transform(x).astype(np.float32), pca
 
 
 def _layout(run: Run, name: str, sample: np.ndarray, cfg: ProjectionConfig, report: _Progress) -> Layout:
@@ -232,12 +235,11 @@ def _layout(run: Run, name: str, sample: np.ndarray, cfg: ProjectionConfig, repo
         xy, place = pca.transform(x), pca.transform
     else:
         report.status(f"{name}: neighbour graph of {len(sample):,} nodes")
-        reducer = _reduce(x, cfg)
-        features = reducer.transform(x).astype(np.float32) if reducer is not None else x
+        features, pca = _reduce(x, cfg)
         model, xy = _fit_umap(features, cfg, lambda: report.status(f"{name}: UMAP layout"), cfg.all_nodes)
 
         def place(rows: np.ndarray) -> np.ndarray:
-            return model.transform(reducer.transform(rows).astype(np.float32) if reducer is not None else rows)
+            return model.transform(pca.transform(rows).astype(np.float32) if pca is not None else rows)
 
     nodes = sample
     num_nodes = run.record["dataset"]["num_nodes"]
@@ -348,9 +350,7 @@ def _aligned_umap(run: Run, layers: list[str], cfg: ProjectionConfig, sample: np
     features = []
     for name in layers:
         report.status(f"{name}: reading")
-        x = _rows(run, name, sample, cfg)
-        reducer = _reduce(x, cfg)
-        features.append(reducer.transform(x).astype(np.float32) if reducer is not None else x)
+        features.append(_reduce(_rows(run, name, sample, cfg), cfg)[0])
         report.step(f"{name}: read")
     report.status(f"AlignedUMAP of {len(layers)} layers x {len(sample):,} nodes")
     identity = {i: i for i in range(len(sample))}
