@@ -1,7 +1,8 @@
 """Layer-wise inference over every node: our dump vs PyG's reference path.
 
 Graph: the synthetic co-purchase generator with 1,000,000 nodes, average
-degree 50 (about 25,000,000 undirected edges, both directions stored) and 100
+degree 52 (25,009,726 undirected edges once duplicates and self-loops are
+dropped, both directions stored) and 100
 features; model: PyG ``GraphSAGE``, 3 layers, hidden 256, 47 outputs, the same
 weights on both sides. Each side runs in a fresh process that loads the same
 arrays from a temporary folder, then is measured from there on:
@@ -119,7 +120,8 @@ def _side(python: Path, which: str, folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1_000_000)
-    parser.add_argument("--degree", type=float, default=50, help="average degree (edges per node, both directions)")
+    parser.add_argument("--degree", type=float, default=52,
+                        help="average degree drawn (edges per node, both directions) before duplicates are merged")
     parser.add_argument("--ours", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
