@@ -2,9 +2,8 @@
 
 Graph: the synthetic co-purchase generator with 1,000,000 nodes, average
 degree 52 (25,009,726 undirected edges once duplicates and self-loops are
-dropped, both directions stored) and 100
-features; model: PyG ``GraphSAGE``, 3 layers, hidden 256, 47 outputs, the same
-weights on both sides. Each side runs in a fresh process that loads the same
+dropped, both directions stored) and 100 features; model: PyG ``GraphSAGE``,
+3 layers, hidden 256, 47 outputs, the same weights on both sides. Each side runs in a fresh process that loads the same
 arrays from a temporary folder, then is measured from there on:
 
 - ours: ``engine.layerwise.layerwise`` (row blocks of a sparse CSR adjacency),
