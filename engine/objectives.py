@@ -84,7 +84,7 @@ class Supervised:
                 loss = F.cross_entropy(out.float(), y)
             loss.backward()
             optimizer.step()
-            total += float(loss) * batch.batch_size
+            total += float(loss.detach()) * batch.batch_size
             count += batch.batch_size
         return total / count
 
