@@ -187,7 +187,10 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         optimizer.load_state_dict(state["optimizer"])
         best = state["best"]
         start_epoch = state["epoch"] + 1
-        history = pd.read_csv(run_dir / HISTORY_FILE).to_dict("records")
+        # last.pt is written after history.csv: a kill between the two leaves
+        # one epoch in the history that the saved state has not reached.
+        history = [row for row in pd.read_csv(run_dir / HISTORY_FILE).to_dict("records")
+                   if row["epoch"] <= state["epoch"]]
         tqdm.write(f"resuming {run_dir.name} after epoch {state['epoch']}")
 
     bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress,
