@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_engine
+from tests.conftest import ROOT, assert_one_line_error, run_engine
 from engine.data import load_dataset
 from engine.embed import embed_run
 from engine.models import adjacency, load_model
@@ -175,13 +175,6 @@ def _broken(demo_runs, tmp_path, damage):
     return run_dir
 
 
-def _one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
-
-
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "layers" / "hidden1.npy").unlink(), "layer file layers/hidden1.npy is missing"),
     (lambda d: (d / "layers" / "hidden2.npy").write_bytes((d / "layers" / "hidden2.npy").read_bytes()[:5000]),
@@ -192,7 +185,7 @@ def _one_line_error(result, *fragments):
 ], ids=["missing-layer", "truncated-npy", "newer-schema", "malformed-run-json"])
 def test_a_broken_run_folder_is_named_and_refused(demo_runs, tmp_path, damage, message):
     run_dir = _broken(demo_runs, tmp_path, damage)
-    _one_line_error(run_engine("compare", run_dir), message)
+    assert_one_line_error(run_engine("compare", run_dir), message)
     listed = run_engine("list", "--out", tmp_path / "out")
     assert listed.returncode == 0 and message in listed.stderr and listed.stderr.startswith("warning: ")
 
@@ -202,14 +195,14 @@ def test_a_checkpoint_of_another_architecture_is_refused(demo_runs, tmp_path):
     checkpoint["model_config"]["model"] = "sage"
     torch.save(checkpoint, tmp_path / "model.pt")
     result = run_engine("embed", "--checkpoint", tmp_path / "model.pt", "--out", tmp_path, "--name", "x")
-    _one_line_error(result, "weights do not fit a sage model")
+    assert_one_line_error(result, "weights do not fit a sage model")
     assert not (tmp_path / "x").exists()
 
 
 def test_a_checkpoint_for_other_features_is_refused(demo_runs, shared_data, tmp_path):
     result = run_engine("embed", "--checkpoint", demo_runs / "gcn" / "model.pt", "--dataset", "cora",
                         "--data-root", shared_data, "--out", tmp_path, "--name", "x")
-    _one_line_error(result, "for 64 input features; cora has 1433")
+    assert_one_line_error(result, "for 64 input features; cora has 1433")
     assert not (tmp_path / "x").exists()
 
 
@@ -218,13 +211,13 @@ def test_embeddings_whose_rows_differ_from_the_labels_are_refused(tmp_path):
     np.save(tmp_path / "labels.npy", np.zeros(99, dtype=np.int64))
     result = run_engine("import", "--embeddings", tmp_path / "a.npy", "--labels", tmp_path / "labels.npy",
                         "--name", "x", "--out", tmp_path / "out")
-    _one_line_error(result, "(100, 8)", "99 rows")
+    assert_one_line_error(result, "(100, 8)", "99 rows")
     assert not (tmp_path / "out" / "x").exists()
 
 
 def test_a_failed_embed_leaves_a_complete_run_complete(photo_sage, tmp_path):
     run_dir = shutil.copytree(photo_sage, tmp_path / "out" / "sage")   # complete, as --no-embed leaves it
     result = run_engine("embed", "--run", run_dir, "--data-root", tmp_path / "nowhere")
-    _one_line_error(result, "amazon_electronics_photo.npz")
+    assert_one_line_error(result, "amazon_electronics_photo.npz")
     listed = run_engine("list", "--out", tmp_path / "out")
     assert listed.stdout.startswith("sage  amazon-photo") and "0 layers" in listed.stdout and not listed.stderr

@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from tests.conftest import run_engine
+from tests.conftest import assert_one_line_error, run_engine
 from engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers, resolve_layers, shared_sample
 from engine.runs import read_run
 from engine.train import TrainConfig, train_run
@@ -169,13 +169,6 @@ def test_the_cli_projects_and_reads_back_from_the_cache(fresh_run):
     assert second.returncode == 0 and second.stdout.count("cached") == 2, second.stdout
 
 
-def _one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
-
-
 @pytest.mark.parametrize("args, message", [
     (("--layers", "hidden9"), "no layer 'hidden9'; it has input, hidden1, hidden2, logits"),
     (("--layers", "7"), "no layer 7; it has layers 0-3"),
@@ -185,7 +178,7 @@ def _one_line_error(result, *fragments):
     (("--align", "aligned-umap", "--method", "pca"), "--align aligned-umap lays out the UMAP sample only"),
 ], ids=["unknown-layer", "layer-position", "sample-0", "sample-too-large", "n-neighbors", "aligned-pca"])
 def test_bad_input_is_one_line_and_exit_2(photo_run, args, message):
-    _one_line_error(run_engine("project", "--run", photo_run, *args), message)
+    assert_one_line_error(run_engine("project", "--run", photo_run, *args), message)
 
 
 def test_non_finite_values_name_the_layer_and_count_the_rows(fresh_run):
@@ -195,9 +188,9 @@ def test_non_finite_values_name_the_layer_and_count_the_rows(fresh_run):
     values[42, 7] = np.inf
     np.save(layer_file, values)
     result = run_engine("project", "--run", fresh_run.path, "--layers", "hidden1", "--quiet")
-    _one_line_error(result, "layer hidden1 has NaN or infinite values in 4 of the 7,650 rows", "first: node 3")
+    assert_one_line_error(result, "layer hidden1 has NaN or infinite values in 4 of the 7,650 rows", "first: node 3")
     assert not list((fresh_run.path / PROJECTIONS_DIR).glob("*.parquet"))
 
 
 def test_a_missing_run_is_refused(tmp_path):
-    _one_line_error(run_engine("project", "--run", tmp_path / "nothing"), "not a run folder")
+    assert_one_line_error(run_engine("project", "--run", tmp_path / "nothing"), "not a run folder")
