@@ -298,32 +298,20 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from engine.quality import cka_matrix, quality_sample
     from engine.runs import read_run
+    from engine.summary import cross_run_cka
 
     if len(args.runs) > 2:
         raise UserError(f"compare takes one or two runs, got {len(args.runs)}")
     runs = [read_run(Path(p)) for p in args.runs]
-    for run in runs:
-        if not run.layers:
-            raise UserError(f"{run.path} has no layer embeddings; run: python -m engine embed --run {run.path}")
     a, b = runs[0], runs[-1]
-    if a.record["dataset"]["fingerprint"] != b.record["dataset"]["fingerprint"]:
-        raise UserError(f"{a.path} and {b.path} are on different graphs ({a.record['dataset']['name']} "
-                        f"{a.record['dataset']['fingerprint']}, {b.record['dataset']['name']} "
-                        f"{b.record['dataset']['fingerprint']}); CKA compares the same nodes")
+    matrix, num_nodes = cross_run_cka(a, b)
     for run in runs:
         r = run.record
         print(f"{run.path}: {r['dataset']['name']} {r['model']['model']}")
         print(_layer_table(r))
-    nodes = a.nodes()
-    split = {k: np.flatnonzero(nodes["split"].to_numpy() == k) for k in ("train", "val", "test")}
-    sample = quality_sample(nodes["label"].to_numpy(), split)["eval"]
-    matrix = cka_matrix([a.layer(e["name"]) for e in a.layers], [b.layer(e["name"]) for e in b.layers], sample)
     width = max(len(e["name"]) for e in a.layers + b.layers) + 2
-    print(f"linear CKA on {len(sample):,} nodes: rows {a.name}, columns {b.name}")
+    print(f"linear CKA on {num_nodes:,} nodes: rows {a.name}, columns {b.name}")
     print(" " * width + "".join(f"{e['name']:>{width}}" for e in b.layers))
     for entry, row in zip(a.layers, matrix):
         print(f"{entry['name']:<{width}}" + "".join(f"{v:>{width}.3f}" for v in row))

@@ -1,0 +1,87 @@
+"""Compare: the layers of one run, or one layer across runs on the same graph,
+in a grid with shared colours, aligned layouts, shared axes and linked selection."""
+
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+from dashboard import state
+from dashboard.figures import (COLOUR_MODES, MapStyle, category_filter, legend_entries, legend_html, map_figure,
+                               map_frame, shared_ranges)
+from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
+from engine.summary import same_graph
+
+COLUMNS = 3     # panels per row
+
+
+def select_from(panel_key: str) -> None:
+    """A box or lasso in one panel becomes the selection every panel shows."""
+    event = st.session_state[panel_key]
+    points = event.selection.points if event and event.selection else []
+    st.session_state.compare_selection = sorted({int(p["customdata"][0]) for p in points if p.get("customdata")})
+
+
+run = state.open_run(st.session_state.run)
+class_names = run.record["dataset"]["class_names"]
+cfg = state.projection_settings()
+search, isolate, hide = legend_controls(class_names)
+names, _ = state.list_runs()
+peers = [name for name in names if same_graph(state.open_run(name), run)]
+
+top = st.columns([2, 3, 2])
+mode = top[0].radio("Compare", ["layers of one run", "one layer across runs"], key="compare_mode")
+layer_names = [entry["name"] for entry in run.layers]
+if mode == "layers of one run":
+    if not st.session_state.compare_layers or not set(st.session_state.compare_layers) <= set(layer_names):
+        st.session_state.compare_layers = layer_names[1:COLUMNS + 1] if len(layer_names) > COLUMNS else layer_names
+    top[1].multiselect("Layers", layer_names, key="compare_layers")
+else:
+    if not st.session_state.compare_runs or not set(st.session_state.compare_runs) <= set(peers):
+        st.session_state.compare_runs = peers[:COLUMNS]
+    top[1].multiselect("Runs on this graph", peers, key="compare_runs",
+                       help="Runs whose dataset fingerprint matches the run in the sidebar; "
+                            "every run is aligned onto the first one")
+    common = [e["name"] for e in run.layers if all(
+        e["name"] in {x["name"] for x in state.open_run(name).layers} for name in st.session_state.compare_runs)]
+    if not common:
+        st.warning("These runs share no layer name; pick runs of models with the same layers.")
+        st.stop()
+    if st.session_state.compare_layer not in common:
+        st.session_state.compare_layer = common[-2] if len(common) > 1 else common[0]
+    top[1].selectbox("Layer", common, key="compare_layer")
+colour_by = top[2].selectbox("Colour by", list(COLOUR_MODES), format_func=COLOUR_MODES.get, key="colour_by")
+panels = state.compare_panels(run, cfg)
+if not panels:
+    st.info("Pick at least one layer or run to compare.")
+    st.stop()
+
+nodes = state.node_table(run)
+frames = [map_frame(layout.nodes, layout.xy, nodes) for _, _, layout in panels]
+ranges = shared_ranges(frames)
+shown, matched = category_filter(class_names, search, isolate, hide)
+selection = np.asarray(st.session_state.compare_selection, dtype=np.int64)
+height = 460 if len(panels) > 1 else 640
+st.html(legend_html(legend_entries(frames, colour_by, class_names)))
+for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames)):
+    if index % COLUMNS == 0:
+        row = st.columns(COLUMNS)
+    with row[index % COLUMNS]:
+        style = MapStyle(colour_by=colour_by, title=f"{panel_run.name} · {layer}", shown=shown, ranges=ranges,
+                         matched=matched if search.strip() else None, height=height,
+                         selected=selection if selection.size else None, legend=False)
+        key = f"compare_panel_{index}"
+        st.plotly_chart(map_figure(frame, class_names, style), key=key, on_select=partial(select_from, key),
+                        selection_mode=("box", "lasso"), config={"displaylogo": False})
+        layer_metrics_caption(panel_run, layer, layout, compact=True)
+
+st.caption(f"{len(frames[0]):,} shared nodes per panel · {state.projection_caption(cfg)}")
+if selection.size:
+    left, right = st.columns([4, 1])
+    left.subheader(f"{selection.size:,} nodes selected, highlighted in every panel")
+    if right.button("Clear selection"):
+        st.session_state.compare_selection = []
+        st.rerun()
+    selection_table(nodes, selection)
+else:
+    st.caption("Drag a box or lasso in any panel: the same nodes light up in all of them.")

@@ -1,0 +1,57 @@
+"""Export: the Explore map or the Compare grid as PNG / SVG for slides, and a
+self-contained HTML report that opens offline."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame, shared_ranges
+from dashboard.report import html_report, provenance, render_maps
+from engine.summary import layer_metrics
+
+run = state.open_run(st.session_state.run)
+class_names = run.record["dataset"]["class_names"]
+cfg = state.projection_settings()
+nodes = state.node_table(run)
+
+view = st.radio("View", ["Explore map", "Compare grid"], horizontal=True, key="export_view",
+                help="What the Explore and Compare pages show now, with their layer, runs and colouring")
+colour_by = st.session_state.colour_by
+if view == "Explore map":
+    layer_names = [entry["name"] for entry in run.layers]
+    layer = st.session_state.layer if st.session_state.layer in layer_names else layer_names[-1]
+    panels = [(run, layer, state.layouts(run, cfg)[layer])]
+else:
+    if st.session_state.compare_mode == "layers of one run" and not st.session_state.compare_layers:
+        st.session_state.compare_layers = [e["name"] for e in run.layers][1:4]
+    panels = state.compare_panels(run, cfg)
+if not panels:
+    st.info("Nothing to export yet: pick layers or runs on the Compare page.")
+    st.stop()
+
+default_title = (f"{run.record['dataset']['name']}: what each layer of {run.record['model']['model']} learned"
+                 if len({p[0].name for p in panels}) == 1 else f"{run.record['dataset']['name']}: "
+                 f"{panels[0][1]} across {len(panels)} runs")
+title = st.text_input("Title", default_title, key="export_title")
+frames = [map_frame(layout.nodes, layout.xy, nodes) for _, _, layout in panels]
+titles = [f"{panel_run.name} · {layer}" for panel_run, layer, _ in panels]
+line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict.fromkeys(p[1] for p in panels)),
+                  state.projection_caption(cfg)) + f" · coloured by {COLOUR_MODES[colour_by]}"
+st.caption(f"Provenance line: {line}")
+
+png = render_maps(list(zip(titles, frames)), class_names, colour_by, title, line, "png")
+st.image(png, caption="PNG preview (2,000 × 1,125 px, a 16:9 slide)")
+slug = "-".join(dict.fromkeys([run.name, *[p[1] for p in panels]]))
+left, middle, right = st.columns(3)
+left.download_button("PNG", png, f"{slug}.png", "image/png", key="export_png", icon=":material/image:")
+middle.download_button("SVG", render_maps(list(zip(titles, frames)), class_names, colour_by, title, line, "svg"),
+                       f"{slug}.svg", "image/svg+xml", key="export_svg", icon=":material/draw:")
+ranges = shared_ranges(frames)
+figures = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=panel_title, ranges=ranges,
+                                                   height=620)) for panel_title, frame in zip(titles, frames)]
+table = pd.concat([layer_metrics(each, {name: lay.info.get("trustworthiness")
+                                        for name, lay in state.layouts(each, cfg).items()})
+                   for each in {p[0].name: p[0] for p in panels}.values()], ignore_index=True).drop(columns="position")
+right.download_button("HTML report", html_report(title, figures, table, line), f"{slug}.html", "text/html",
+                      key="export_html", icon=":material/description:",
+                      help="One file with the interactive maps, the metrics table and the provenance; opens offline")

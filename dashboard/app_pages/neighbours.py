@@ -1,0 +1,89 @@
+"""Neighbours: a product's nearest neighbours in a layer (what the model thinks
+is alike) next to its graph neighbours (what was bought together)."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.figures import MapStyle, map_figure, map_frame
+from engine.errors import UserError
+from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
+from engine.runs import Run
+
+
+@st.cache_resource(show_spinner="Loading the run's graph…")
+def graph_of(name: str, created: str):
+    """The run's adjacency (CSR), shared by every session; never mutated.
+    ``created`` makes a rewritten run miss the cache."""
+    return adjacency(state.open_run(name))
+
+
+def neighbour_rows(nodes: pd.DataFrame, ids: np.ndarray, anchor_label: int) -> pd.DataFrame:
+    rows = nodes.iloc[ids][["node_id", "category", "prediction", "degree"]].copy() \
+        if "prediction" in nodes else nodes.iloc[ids][["node_id", "category", "degree"]].copy()
+    rows.insert(0, "same category", nodes["label"].to_numpy()[ids] == anchor_label)
+    return rows
+
+
+run: Run = state.open_run(st.session_state.run)
+class_names = run.record["dataset"]["class_names"]
+nodes = state.node_table(run)
+cfg = state.projection_settings()
+layer_names = [entry["name"] for entry in run.layers]
+if st.session_state.layer not in layer_names:
+    st.session_state.layer = layer_names[-2] if len(layer_names) > 2 else layer_names[-1]
+
+top = st.columns([2, 2, 2, 1])
+top[0].selectbox("Layer", layer_names, key="layer")
+category = top[1].selectbox("Category", [None, *class_names], key="neighbour_category",
+                            format_func=lambda name: "any category" if name is None else name,
+                            help="Pick a category to choose among its products")
+if category is not None:
+    members = nodes.index[nodes["category"].astype(str) == category].to_numpy()[:5000]
+    if st.session_state.neighbour_node not in members:
+        st.session_state.neighbour_node = int(members[0])
+    top[2].selectbox("Product (node)", members.tolist(), key="neighbour_node")
+else:
+    top[2].number_input("Product (node id)", 0, len(nodes) - 1, key="neighbour_node")
+top[3].number_input("k", 1, 100, key="neighbour_k")
+node, k = int(st.session_state.neighbour_node), int(st.session_state.neighbour_k)
+
+anchor = nodes.iloc[node]
+st.markdown(f"**Node {node}** · {anchor['category']}" +
+            (f" · predicted {anchor['prediction']} ({anchor['confidence']:.0%})" if "prediction" in nodes
+             and pd.notna(anchor["prediction"]) else "") + f" · {int(anchor['degree'])} graph neighbours")
+
+similar, similarity = nearest_in_layer(run.layer(st.session_state.layer), node, k)
+try:
+    bought = graph_neighbours(graph_of(run.name, run.record.get("created", "")), node)
+except UserError as e:
+    bought = None
+    st.info(f"No graph neighbours: {e}")
+
+left, right = st.columns(2)
+with left:
+    st.markdown(f"**{k} nearest in `{st.session_state.layer}`** (cosine): the products the model thinks are alike")
+    rows = neighbour_rows(nodes, similar, int(anchor["label"]))
+    rows.insert(1, "similarity", similarity)
+    st.dataframe(rows, hide_index=True, key="embedding_neighbours")
+    st.caption(f"{rows['same category'].mean():.0%} share its category")
+with right:
+    if bought is not None:
+        st.markdown(f"**{bought.size} graph neighbours**: the products bought together with it")
+        rows = neighbour_rows(nodes, bought[:1000], int(anchor["label"]))
+        st.dataframe(rows, hide_index=True, key="graph_neighbours")
+        both = np.intersect1d(similar, bought).size
+        st.caption(f"{rows['same category'].mean():.0%} share its category · {both} of the {k} nearest are "
+                   "also graph neighbours" if bought.size else "no graph neighbours")
+
+layout = state.layouts(run, cfg)[st.session_state.layer]
+frame = map_frame(layout.nodes, layout.xy, nodes)
+marks = {f"node {node}": np.array([node]), f"{k} nearest in {st.session_state.layer}": similar}
+if bought is not None and bought.size:
+    marks["graph neighbours"] = bought
+in_sample = np.isin([node, *similar], layout.nodes).sum()
+st.plotly_chart(map_figure(frame, class_names, MapStyle(title=f"{run.name} · {st.session_state.layer}",
+                                                         marks=marks)), key="neighbours_map",
+                config={"scrollZoom": True, "displaylogo": False})
+st.caption(f"{in_sample} of the node and its {k} nearest are in the map's {len(frame):,}-node sample.")

@@ -1,0 +1,69 @@
+"""The Metrics page's charts, as pure functions: per-layer quality, CKA
+heatmaps, training curves and the confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard.figures import FONT
+
+METRIC_NAMES = {"knn_acc": "kNN accuracy (k=10)", "silhouette": "silhouette (cosine)",
+                "probe_acc": "linear-probe accuracy", "trustworthiness": "trustworthiness (2-D)"}
+
+
+def _style(figure: go.Figure, title: str, height: int = 380) -> go.Figure:
+    figure.update_layout(title=dict(text=title, x=0.01), height=height, font=dict(family=FONT),
+                         margin=dict(l=8, r=8, t=48, b=8), plot_bgcolor="white", paper_bgcolor="white")
+    return figure
+
+
+def metrics_by_layer(table: pd.DataFrame, metric: str) -> go.Figure:
+    """One line per run: ``metric`` against layer position (``summary.layer_metrics`` rows)."""
+    figure = go.Figure()
+    for run, rows in table.groupby("run", sort=False):
+        rows = rows.sort_values("position")
+        figure.add_scatter(x=rows["layer"], y=rows[metric], mode="lines+markers", name=run,
+                           hovertemplate=f"{run}<br>%{{x}}: %{{y:.3f}}<extra></extra>")
+    figure.update_xaxes(title="layer", type="category")
+    figure.update_yaxes(title=METRIC_NAMES.get(metric, metric), gridcolor="#eeeeee")
+    return _style(figure, f"{METRIC_NAMES.get(metric, metric)} by layer")
+
+
+def cka_heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], title: str) -> go.Figure:
+    """Linear CKA, 0 to 1, with the value written in each cell."""
+    figure = go.Figure(go.Heatmap(z=matrix, x=columns, y=rows, zmin=0, zmax=1, colorscale="Blues",
+                                  text=np.round(matrix, 2), texttemplate="%{text}",
+                                  hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
+    figure.update_yaxes(autorange="reversed", type="category")
+    figure.update_xaxes(type="category")
+    return _style(figure, title, height=120 + 40 * len(rows))
+
+
+def training_curves(history: pd.DataFrame) -> go.Figure:
+    """Loss (left axis) and accuracy / AUC columns (right axis) per epoch."""
+    figure = go.Figure()
+    for column in [c for c in history.columns if c.endswith("loss")]:
+        figure.add_scatter(x=history["epoch"], y=history[column], name=column, mode="lines")
+    for column in [c for c in history.columns if c.endswith(("_acc", "_auc", "_ap"))]:
+        figure.add_scatter(x=history["epoch"], y=history[column], name=column, mode="lines", yaxis="y2")
+    figure.update_layout(xaxis=dict(title="epoch"), yaxis=dict(title="loss", gridcolor="#eeeeee"),
+                         yaxis2=dict(title="score", overlaying="y", side="right", range=[0, 1]))
+    return _style(figure, "Training")
+
+
+def confusion_heatmap(counts: pd.DataFrame, normalise: bool = True) -> go.Figure:
+    """True category (rows) against predicted category (columns); by default
+    each row divided by its total, so a cell reads "share of this category
+    predicted as that one"."""
+    values = counts.to_numpy(dtype=float)
+    if normalise:
+        values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    figure = go.Figure(go.Heatmap(
+        z=values, x=list(counts.columns), y=list(counts.index), colorscale="Blues", zmin=0,
+        customdata=counts.to_numpy(), hovertemplate="%{y} predicted as %{x}: %{customdata:,} (%{z:.1%})"
+                                                    "<extra></extra>" if normalise else None))
+    figure.update_yaxes(autorange="reversed", title="category", type="category")
+    figure.update_xaxes(title="prediction", type="category")
+    return _style(figure, "Confusion (test nodes)", height=max(380, 160 + 18 * len(counts)))

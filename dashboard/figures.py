@@ -1,0 +1,257 @@
+"""Plotly figures of the dashboard, as pure functions (no ``st.`` calls), so
+tests build and check them directly and the Export page reuses them.
+
+The map is the heavy one. Points travel as float32 typed arrays; hover text is
+never sent per point. Plotly's hover template cannot look a name up from a
+code, so points are split into traces by the values hover names (category,
+prediction, split): each trace's template spells its names out once. When a
+sample has too many (category, prediction) pairs for WebGL to stay quick
+(``MAX_TRACES``), wrong predictions share one trace per category and split,
+and the Explore page names their prediction when the point is clicked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+COLOUR_MODES = {           # what a map can be coloured by -> its label in the UI
+    "category": "category",
+    "prediction": "predicted category",
+    "correct": "correct / wrong",
+    "split": "split",
+    "degree": "degree",
+}
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
+CORRECT_COLOURS = {True: "#54a24b", False: "#e45756"}
+FADED = 0.12            # opacity of points outside a highlight
+MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
+MARK_SYMBOLS = ("circle", "diamond", "square", "cross")
+FONT = "Inter, Helvetica Neue, Arial, sans-serif"
+
+
+def category_palette(num_classes: int) -> list[str]:
+    """One colour per category index, the same on every panel and page.
+
+    Glasbey's palette (colorcet) is built for many categories: each colour is
+    chosen to be as distinct as possible from all before it. Its first ten are
+    Tableau's familiar category10. Categories past its 256 colours repeat it.
+    """
+    import colorcet
+
+    palette = colorcet.palette["glasbey_category10"]     # hex strings
+    return [palette[i % len(palette)] for i in range(num_classes)]
+
+
+def map_frame(nodes: np.ndarray, xy: np.ndarray, node_table: pd.DataFrame) -> pd.DataFrame:
+    """One row per point of a layout: ``node`` (row of the layer files), ``x``,
+    ``y`` and the columns the map colours and hovers by (``label``,
+    ``prediction`` code or -1, ``confidence``, ``correct``, ``split`` code
+    0/1/2 or -1, ``degree``), taken from ``nodes.parquet`` (``node_table``)."""
+    rows = node_table.iloc[nodes]
+    has_prediction = "prediction" in rows and rows["prediction"].notna().any()
+    split = pd.Categorical(rows["split"].astype(str), categories=SPLIT_NAMES).codes
+    return pd.DataFrame({
+        "node": nodes.astype(np.int64),
+        "x": xy[:, 0].astype(np.float32),
+        "y": xy[:, 1].astype(np.float32),
+        "label": rows["label"].to_numpy(np.int64),
+        "prediction": rows["prediction"].cat.codes.to_numpy(np.int64) if has_prediction else -1,
+        "confidence": rows["confidence"].to_numpy(np.float32) if has_prediction else np.nan,
+        "correct": rows["correct"].to_numpy(bool) if has_prediction else True,
+        "split": split.astype(np.int64),
+        "degree": rows["degree"].fillna(0).to_numpy(np.int64) if "degree" in rows else 0,
+    })
+
+
+def category_filter(class_names: list[str], search: str = "", isolate: str | None = None,
+                    hide: list[str] = ()) -> tuple[set[int], set[int]]:
+    """The legend's controls as category indices: (``shown``, ``matched``).
+
+    ``isolate`` shows one category; otherwise every category but ``hide``.
+    ``search`` (case-insensitive substring) picks the categories the map
+    highlights; empty when there is no search."""
+    if isolate:
+        shown = {class_names.index(isolate)}
+    else:
+        hidden = set(hide)
+        shown = {i for i, name in enumerate(class_names) if name not in hidden}
+    term = search.strip().lower()
+    matched = {i for i, name in enumerate(class_names) if term and term in name.lower()}
+    return shown, matched
+
+
+@dataclass
+class MapStyle:
+    """How a map is drawn; the Explore page, Compare panels and exports share it."""
+
+    colour_by: str = "category"
+    title: str = ""
+    shown: set[int] | None = None         # category indices drawn (None: all)
+    matched: set[int] | None = None       # category indices a legend search found; the others faded
+    selected: np.ndarray | None = None    # node ids shown selected (a linked selection), the rest dimmed
+    marks: dict[str, np.ndarray] | None = None   # a few node sets drawn on top, ringed, each named
+    ranges: tuple[tuple[float, float], tuple[float, float]] | None = None   # shared (x, y) axis ranges
+    height: int = 640
+    legend: bool = True
+
+
+def marker_size(num_points: int) -> float:
+    return 7 if num_points < 3_000 else 5 if num_points < 20_000 else 3.5 if num_points < 80_000 else 2.5
+
+
+def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = MapStyle()) -> go.Figure:
+    """A WebGL scatter of one layout (``map_frame``), coloured by ``style.colour_by``.
+
+    One legend entry per colour (category, predicted category, correct /
+    wrong, split); ``degree`` uses a log colour scale. Clicking a legend entry
+    hides its points, double-clicking isolates them. Every trace carries
+    ``customdata`` columns (node, confidence, degree, prediction code), float32.
+    """
+    if style.colour_by not in COLOUR_MODES:
+        raise ValueError(f"colour_by {style.colour_by!r}: choose from {', '.join(COLOUR_MODES)}")
+    if style.shown is not None:
+        frame = frame[frame["label"].isin(style.shown)]
+    palette = category_palette(len(class_names))
+    has_prediction = bool((frame["prediction"] >= 0).any())
+    colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
+                     "split": "split", "degree": None}[style.colour_by]
+    keys = [c for c in (colour_column, "label", "prediction", "split") if c]
+    keys = list(dict.fromkeys(keys if has_prediction else [c for c in keys if c != "prediction"]))
+    if frame.groupby(keys, sort=False).ngroups > MAX_TRACES:
+        keys = list(dict.fromkeys([c for c in (colour_column, "label", "correct", "split") if c]))
+    size = marker_size(len(frame))
+    legend_seen: set = set()
+    traces = []
+    for key, group in frame.groupby(keys, sort=True):
+        values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        colour_value = values.get(colour_column) if colour_column else None
+        name, colour = _legend_entry(style.colour_by, colour_value, class_names, palette)
+        faded = bool(style.marks) or (style.matched is not None and values["label"] not in style.matched)
+        marker = dict(size=size, color=colour, opacity=FADED if faded else 0.8)
+        if style.colour_by == "degree":
+            marker.update(color=np.log10(1 + group["degree"].to_numpy(np.float32)), coloraxis="coloraxis")
+        traces.append(go.Scattergl(
+            x=group["x"].to_numpy(np.float32), y=group["y"].to_numpy(np.float32), mode="markers",
+            marker=marker, name=name, legendgroup=name,
+            showlegend=style.legend and colour_column is not None and name not in legend_seen,
+            customdata=group[["node", "confidence", "degree", "prediction"]].to_numpy(np.float32),
+            hovertemplate=_hover_template(values, class_names, has_prediction),
+            selectedpoints=(None if style.selected is None
+                            else np.flatnonzero(np.isin(group["node"].to_numpy(), style.selected))),
+        ))
+        legend_seen.add(name)
+    for (label, nodes), symbol in zip((style.marks or {}).items(), MARK_SYMBOLS):
+        traces.append(_mark_trace(frame, nodes, label, symbol, class_names, palette, size))
+    # Legend entries in category order, whatever order the traces came in.
+    order = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
+    traces.sort(key=lambda t: order.get(t.name, len(order)))
+    figure = go.Figure(traces)
+    _lay_out(figure, style)
+    return figure
+
+
+def _legend_entry(colour_by: str, value, class_names: list[str], palette: list[str]) -> tuple[str, str]:
+    if colour_by in ("category", "prediction"):
+        return (class_names[value], palette[value]) if value >= 0 else ("no prediction", "#999999")
+    if colour_by == "correct":
+        return ("correct" if value else "wrong"), CORRECT_COLOURS[bool(value)]
+    if colour_by == "split":
+        return (SPLIT_NAMES[value], SPLIT_COLOURS[value]) if value >= 0 else ("none", "#999999")
+    return "nodes", "#4c78a8"
+
+
+def legend_entries(frames: list[pd.DataFrame], colour_by: str, class_names: list[str]) -> list[tuple[str, str]]:
+    """(name, colour) of every colour the maps of ``frames`` use, in legend order
+    (degree, a colour scale, has none)."""
+    palette = category_palette(len(class_names))
+    if colour_by in ("category", "prediction"):
+        column = "label" if colour_by == "category" else "prediction"
+        present = set(np.unique(np.concatenate([f[column].to_numpy() for f in frames])).tolist())
+        return [_legend_entry(colour_by, code, class_names, palette) for code in sorted(present)]
+    if colour_by == "correct":
+        return [("correct", CORRECT_COLOURS[True]), ("wrong", CORRECT_COLOURS[False])]
+    if colour_by == "split":
+        return list(zip(SPLIT_NAMES, SPLIT_COLOURS))
+    return []
+
+
+def legend_html(entries: list[tuple[str, str]]) -> str:
+    """A compact legend as HTML, shown once above a grid of maps."""
+    import html
+
+    return "".join(f'<span style="white-space:nowrap;margin-right:1em;font-size:0.85em">'
+                   f'<span style="color:{colour};font-size:1.3em">●</span> {html.escape(name)}</span> '
+                   for name, colour in entries)
+
+
+def _legend_order(colour_by: str, class_names: list[str]) -> list[str]:
+    return {"category": class_names, "prediction": class_names, "correct": ["correct", "wrong"],
+            "split": list(SPLIT_NAMES)}.get(colour_by, [])
+
+
+def _hover_template(values: dict, class_names: list[str], has_prediction: bool) -> str:
+    """Names spelled out once per trace; numbers come from ``customdata``."""
+    lines = ["<b>node %{customdata[0]:d}</b>", f"category: {_escape(class_names[values['label']])}"]
+    if has_prediction:
+        if "prediction" in values:
+            prediction = _escape(class_names[values["prediction"]])
+            mark = "✓" if values["prediction"] == values["label"] else "✗"
+            lines.append(f"prediction: {prediction} {mark} (%{{customdata[1]:.0%}})")
+        elif values.get("correct", True):
+            lines.append(f"prediction: {_escape(class_names[values['label']])} ✓ (%{{customdata[1]:.0%}})")
+        else:
+            lines.append("prediction: another category ✗ (%{customdata[1]:.0%}; click for its name)")
+    if "split" in values and values["split"] >= 0:
+        lines.append(f"split: {SPLIT_NAMES[values['split']]}")
+    lines.append("degree: %{customdata[2]:d}")
+    return "<br>".join(lines) + "<extra></extra>"
+
+
+def _escape(text: str) -> str:
+    """Plotly templates read ``%{`` as a variable and render HTML."""
+    return text.replace("%{", "%\u200b{").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _mark_trace(frame: pd.DataFrame, nodes: np.ndarray, label: str, symbol: str, class_names: list[str],
+                palette: list[str], size: float) -> go.Scattergl:
+    """A small set of nodes (neighbours, a search hit) on top, in their category
+    colours with a dark outline. The set is small, so its names may travel."""
+    chosen = frame[frame["node"].isin(nodes)].set_index("node")
+    names = [class_names[c] for c in chosen["label"]]
+    return go.Scattergl(
+        x=chosen["x"].to_numpy(np.float32), y=chosen["y"].to_numpy(np.float32), mode="markers", name=label,
+        marker=dict(size=size * 2 + 6, symbol=symbol, color=[palette[c] for c in chosen["label"]], opacity=1.0,
+                    line=dict(width=1.5, color="#111111")),
+        customdata=np.c_[chosen.index.to_numpy(), names], showlegend=True,
+        hovertemplate=f"<b>{_escape(label)}</b><br>node %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>")
+
+
+def _lay_out(figure: go.Figure, style: MapStyle) -> None:
+    axis = dict(showgrid=False, zeroline=False, showticklabels=False, title=None)
+    figure.update_layout(
+        title=dict(text=style.title, x=0.01, font=dict(size=16)) if style.title else None,
+        height=style.height, margin=dict(l=8, r=8, t=48 if style.title else 8, b=8),
+        font=dict(family=FONT), plot_bgcolor="white", paper_bgcolor="white",
+        dragmode="pan", hovermode="closest", uirevision="map",
+        legend=dict(itemsizing="constant", groupclick="togglegroup", font=dict(size=11),
+                    title=dict(text=COLOUR_MODES[style.colour_by])),
+        xaxis=dict(axis, range=list(style.ranges[0]) if style.ranges else None),
+        yaxis=dict(axis, range=list(style.ranges[1]) if style.ranges else None, scaleanchor="x"),
+    )
+    if style.colour_by == "degree":
+        figure.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(
+            title="degree", tickvals=[0, 1, 2, 3, 4], ticktext=["0", "9", "99", "999", "9,999"])))
+
+
+def shared_ranges(frames: list[pd.DataFrame], pad: float = 0.03) -> tuple[tuple[float, float], tuple[float, float]]:
+    """One (x, y) range that fits every layout, so panels share axes."""
+    xs = np.concatenate([f["x"].to_numpy() for f in frames])
+    ys = np.concatenate([f["y"].to_numpy() for f in frames])
+    span = max(np.ptp(xs), np.ptp(ys)) or 1.0
+    return ((float(xs.min() - pad * span), float(xs.max() + pad * span)),
+            (float(ys.min() - pad * span), float(ys.max() + pad * span)))

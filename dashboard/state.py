@@ -1,0 +1,195 @@
+"""What every page shares: the runs folder, cached readers, session state,
+the demo run, and layouts computed with a progress bar.
+
+Streamlit calls live here and in the pages; computing lives in ``engine`` and
+in the pure modules ``figures``, ``charts`` and ``report``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from engine.project import Layout, ProjectionConfig, project_layers
+from engine.runs import RUN_FILE, Run, read_run, scan_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_RUN = "demo-sage"
+
+# Session state, initialised in one place. Widgets of a page that is not
+# showing lose their state, so ``init_state`` copies these forward each rerun.
+DEFAULTS = {
+    "run": None,                 # run folder name
+    "layer": None,               # layer name in the chosen run
+    "colour_by": "category",
+    "legend_search": "",
+    "legend_isolate": None,
+    "legend_hide": [],
+    "projection": ProjectionConfig(),
+    "compare_mode": "layers of one run",
+    "compare_layers": None,      # layer names (None: chosen when the run is known)
+    "compare_runs": None,        # run names on the same graph
+    "compare_layer": None,       # the layer compared across runs
+    "compare_selection": [],     # node ids selected in any Compare panel
+    "explore_selection": [],     # node ids selected on the Explore map
+    "neighbour_node": 0,
+    "neighbour_k": 10,
+}
+
+
+def runs_root() -> Path:
+    """``$LAYERSCOPE_RUNS``, or ``checkpoints/`` beside the dashboard."""
+    return Path(os.environ.get("LAYERSCOPE_RUNS", ROOT / "checkpoints"))
+
+
+def init_state() -> None:
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+        else:       # keep a value set by a widget on another page
+            st.session_state[key] = st.session_state[key]
+
+
+def _stamp(root: Path) -> tuple:
+    """Changes whenever a run folder is added, completed or removed."""
+    if not root.is_dir():
+        return ()
+    return tuple(sorted((p.name, (p / RUN_FILE).stat().st_mtime if (p / RUN_FILE).exists() else 0.0)
+                        for p in root.iterdir() if p.is_dir()))
+
+
+@st.cache_data(show_spinner=False)
+def _scan(root: str, stamp: tuple) -> tuple[list[str], list[str]]:
+    runs, warnings = scan_runs(Path(root))
+    return [run.name for run in runs], warnings
+
+
+def list_runs() -> tuple[list[str], list[str]]:
+    """Names of the complete runs under ``runs_root()``, and one warning per
+    broken or partial folder (naming it and the file at fault)."""
+    root = runs_root()
+    return _scan(str(root), _stamp(root))
+
+
+@st.cache_resource(show_spinner=False)
+def _open(path: str, mtime: float) -> Run:
+    return read_run(Path(path))     # shared between sessions; never mutated
+
+
+def open_run(name: str) -> Run:
+    path = runs_root() / name
+    return _open(str(path), (path / RUN_FILE).stat().st_mtime)
+
+
+@st.cache_data(show_spinner=False)
+def _node_table(path: str, mtime: float) -> pd.DataFrame:
+    return pd.read_parquet(Path(path) / "nodes.parquet")
+
+
+def node_table(run: Run) -> pd.DataFrame:
+    """``nodes.parquet`` of ``run``: node_id, label, category, split, degree, prediction, confidence, correct."""
+    return _node_table(str(run.path), (run.path / RUN_FILE).stat().st_mtime)
+
+
+@st.cache_data(show_spinner=False)
+def _history(path: str, mtime: float) -> pd.DataFrame:
+    return pd.read_csv(Path(path) / "history.csv")
+
+
+def history(run: Run) -> pd.DataFrame | None:
+    if not (run.path / "history.csv").exists():
+        return None
+    return _history(str(run.path), (run.path / "history.csv").stat().st_mtime)
+
+
+def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
+            reference: list[Layout] | None = None) -> dict[str, Layout]:
+    """Layouts of ``layers`` of ``run`` (all by default), aligned layer onto
+    layer, or onto ``reference`` (one layout per layer, of another run on the
+    same graph). Read from the run's projection cache; what is missing is
+    computed under a progress bar."""
+    bar = st.empty()
+
+    def report(step: int, steps: int, message: str) -> None:
+        bar.progress(min(step / max(steps, 1), 1.0), text=f"Projecting {run.name}: {message}")
+
+    names = layers or [entry["name"] for entry in run.layers]
+    try:
+        result = project_layers(run, names, cfg, reference=reference, progress=report)
+    finally:
+        bar.empty()
+    return {layout.layer: layout for layout in result}
+
+
+def compare_panels(run: Run, cfg: ProjectionConfig) -> list[tuple[Run, str, Layout]]:
+    """(run, layer, layout) of each panel the Compare page's choices name:
+    the chosen layers of ``run``, each aligned onto the one before, or one
+    layer of each chosen run, aligned onto the first run's."""
+    if st.session_state.compare_mode == "layers of one run":
+        chosen = [name for name in st.session_state.compare_layers or [] if name in {e["name"] for e in run.layers}]
+        found = layouts(run, cfg)
+        return [(run, name, found[name]) for name in chosen]
+    runs = [open_run(name) for name in st.session_state.compare_runs or []]
+    layer = st.session_state.compare_layer
+    if not runs or layer is None:
+        return []
+    reference = layouts(runs[0], cfg)[layer]
+    return [(runs[0], layer, reference)] + [
+        (other, layer, layouts(other, cfg, layers=[layer], reference=[reference])[layer]) for other in runs[1:]]
+
+
+def projection_caption(cfg: ProjectionConfig) -> str:
+    """The provenance of a layout, in one line."""
+    if cfg.method == "pca":
+        return f"PCA, {cfg.metric}, sample {cfg.sample or 'default'}, seed {cfg.seed}"
+    return (f"UMAP n_neighbors={cfg.n_neighbors}, min_dist={cfg.min_dist}, metric={cfg.metric}, "
+            f"init={cfg.init}, sample={cfg.sample or 'default'}, seed={cfg.seed}, align={cfg.align}")
+
+
+def projection_settings() -> ProjectionConfig:
+    """Sidebar controls for the projection; returns the chosen config."""
+    cfg: ProjectionConfig = st.session_state.projection
+    with st.sidebar.expander("Projection"):
+        method = st.selectbox("method", ["umap", "pca"], index=["umap", "pca"].index(cfg.method))
+        n_neighbors = st.slider("n_neighbors", 5, 100, cfg.n_neighbors, disabled=method != "umap")
+        min_dist = st.slider("min_dist", 0.0, 0.99, cfg.min_dist, 0.01, disabled=method != "umap")
+        metric = st.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(cfg.metric))
+        seed = st.number_input("seed", 0, 2**31 - 1, cfg.seed)
+    chosen = dataclasses.replace(cfg, method=method, n_neighbors=n_neighbors, min_dist=min_dist,
+                                 metric=metric, seed=int(seed))
+    st.session_state.projection = chosen
+    return chosen
+
+
+@st.cache_resource(show_spinner=False)
+def _demo_lock(root: str) -> threading.Lock:
+    return threading.Lock()
+
+
+def build_demo_run() -> None:
+    """Train, embed and project the built-in demo run into the runs folder,
+    showing progress. A second session arriving meanwhile waits for the first;
+    a build that was killed part-way is continued, not restarted."""
+    from engine.embed import embed_run
+    from engine.runs import PENDING_FILE, RESUME_FILE
+    from engine.train import TrainConfig, train_run
+
+    root = runs_root()
+    run_dir = root / DEMO_RUN
+    with st.status("No runs yet: building the demo run (train, embed, project; about a minute)…",
+                   expanded=True) as status, _demo_lock(str(root)):
+        if (run_dir / PENDING_FILE).exists():
+            st.write("Writing the demo run's layer embeddings…")
+            embed_run(run_dir, progress=False)
+        elif not (run_dir / RUN_FILE).exists():
+            st.write("Training GraphSAGE (3 × 256) on the built-in demo graph: 5,000 products, 10 categories…")
+            train_run(TrainConfig(dataset="demo", model="sage"), root, DEMO_RUN, progress=False,
+                      resume=(run_dir / RESUME_FILE).exists())
+        st.write("Projecting every layer with UMAP…")
+        layouts(read_run(run_dir), st.session_state.projection)
+        status.update(label="Demo run ready", state="complete", expanded=False)

@@ -1,0 +1,69 @@
+"""A node's neighbours two ways: in a layer's embedding space (cosine) and in
+the graph (the products bought together with it).
+
+The dashboard's Neighbours page puts the two lists side by side: what the
+model thinks is alike next to what was co-purchased.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from engine.errors import UserError
+from engine.runs import Run
+
+BLOCK_ROWS = 262_144    # rows scored at a time, so a memory-mapped layer of ogbn-products is never loaded whole
+
+
+def nearest_in_layer(features: np.ndarray, node: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nodes closest to ``node`` by cosine similarity in ``features``
+    ((num_nodes, dim), may be memory-mapped), itself excluded.
+
+    Returns (k,) node indices and their cosine similarities, most similar first.
+    Exact: one pass over the rows in blocks (a single query does not pay for
+    building an approximate index).
+    """
+    num_nodes = features.shape[0]
+    if not 0 <= node < num_nodes:
+        raise UserError(f"node {node} does not exist; nodes are 0-{num_nodes - 1:,}")
+    k = min(k, num_nodes - 1)
+    query = np.asarray(features[node], dtype=np.float32)
+    query = query / max(float(np.linalg.norm(query)), 1e-12)
+    similarity = np.empty(num_nodes, dtype=np.float32)
+    for start in range(0, num_nodes, BLOCK_ROWS):
+        block = np.asarray(features[start:start + BLOCK_ROWS], dtype=np.float32)
+        norms = np.maximum(np.linalg.norm(block, axis=1), 1e-12)
+        similarity[start:start + block.shape[0]] = block @ query / norms
+    similarity[node] = -np.inf
+    top = np.argpartition(-similarity, k - 1)[:k]
+    top = top[np.argsort(-similarity[top], kind="stable")]
+    return top.astype(np.int64), similarity[top]
+
+
+def adjacency(run: Run, data_root: str | None = None) -> sp.csr_matrix:
+    """The run's graph as a (num_nodes, num_nodes) CSR matrix of 0/1, rows in
+    the node order of the run's layer files.
+
+    Loads the dataset the run was trained on (from ``data_root`` or the one
+    the run recorded) and checks its fingerprint. Raises ``UserError`` for a
+    run of imported embeddings, which has no graph.
+    """
+    from engine.embed import _bundle_for
+
+    if "config" not in run.record:
+        raise UserError(f"{run.path} holds imported embeddings: it has no graph to take neighbours from")
+    bundle = _bundle_for(run.record, data_root)
+    edge_index = bundle.data.edge_index.numpy()
+    n = bundle.data.num_nodes
+    graph = sp.csr_matrix((np.ones(edge_index.shape[1], dtype=np.float32), (edge_index[0], edge_index[1])),
+                          shape=(n, n))
+    graph.sum_duplicates()
+    return graph
+
+
+def graph_neighbours(graph: sp.csr_matrix, node: int) -> np.ndarray:
+    """(d,) sorted indices of ``node``'s neighbours in ``graph`` (``adjacency``)."""
+    if not 0 <= node < graph.shape[0]:
+        raise UserError(f"node {node} does not exist; nodes are 0-{graph.shape[0] - 1:,}")
+    return np.sort(graph.indices[graph.indptr[node]:graph.indptr[node + 1]]).astype(np.int64)

@@ -1,0 +1,88 @@
+"""Tables the dashboard and ``engine compare`` show: per-layer quality, CKA
+between runs, and the confusion matrix of a run's predictions.
+
+Everything here reads a complete run (``engine.runs.read_run``) and returns
+plain pandas / numpy objects; nothing is drawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import UserError
+from engine.quality import cka_matrix, quality_sample
+from engine.runs import Run
+
+SPLITS = ("train", "val", "test")
+METRIC_COLUMNS = {          # column -> what the dashboard calls it
+    "knn_acc": "kNN accuracy",
+    "silhouette": "silhouette",
+    "probe_acc": "probe accuracy",
+    "trustworthiness": "trustworthiness",
+}
+
+
+def layer_metrics(run: Run, trustworthiness: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per layer of ``run``: ``run, layer, position, dim`` and the
+    quality metrics ``run.json`` holds (``knn_acc``, ``silhouette``,
+    ``probe_acc``), plus ``trustworthiness`` of each layer's 2-D layout when
+    given (layer name -> value; NaN for a layer without one)."""
+    trustworthiness = trustworthiness or {}
+    rows = []
+    for position, entry in enumerate(run.layers):
+        metrics = entry.get("metrics") or {}
+        rows.append({"run": run.name, "layer": entry["name"], "position": position, "dim": entry["dim"],
+                     **{key: metrics.get(key) for key in ("knn_acc", "silhouette", "probe_acc")},
+                     "trustworthiness": trustworthiness.get(entry["name"])})
+    frame = pd.DataFrame(rows, columns=["run", "layer", "position", "dim", *METRIC_COLUMNS])
+    return frame.astype({key: float for key in METRIC_COLUMNS})
+
+
+def best_layer(frame: pd.DataFrame, metric: str = "knn_acc") -> str | None:
+    """The layer (of one run's ``layer_metrics``) that scores highest on ``metric``."""
+    scores = frame.dropna(subset=[metric])
+    return None if scores.empty else str(scores.loc[scores[metric].idxmax(), "layer"])
+
+
+def split_indices(nodes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Node indices of each split, from ``nodes.parquet``'s ``split`` column."""
+    split = nodes["split"].astype(str).to_numpy()
+    return {name: np.flatnonzero(split == name) for name in SPLITS}
+
+
+def same_graph(a: Run, b: Run) -> bool:
+    return a.record["dataset"]["fingerprint"] == b.record["dataset"]["fingerprint"]
+
+
+def cross_run_cka(a: Run, b: Run) -> tuple[np.ndarray, int]:
+    """Linear CKA between every layer of ``a`` (rows) and of ``b`` (columns),
+    on the test nodes ``quality_sample`` picks; also returns how many nodes.
+
+    Raises ``UserError`` when the runs are on different graphs."""
+    if not same_graph(a, b):
+        da, db = a.record["dataset"], b.record["dataset"]
+        raise UserError(f"{a.path} and {b.path} are on different graphs ({da['name']} {da['fingerprint']}, "
+                        f"{db['name']} {db['fingerprint']}); CKA compares the same nodes")
+    for run in (a, b):
+        if not run.layers:
+            raise UserError(f"{run.path} has no layer embeddings; run: python -m engine embed --run {run.path}")
+    nodes = a.nodes()
+    sample = quality_sample(nodes["label"].to_numpy(), split_indices(nodes))["eval"]
+    matrix = cka_matrix([a.layer(e["name"]) for e in a.layers], [b.layer(e["name"]) for e in b.layers], sample)
+    return matrix, int(sample.size)
+
+
+def confusion(nodes: pd.DataFrame, class_names: list[str], split: str = "test") -> pd.DataFrame:
+    """(classes, classes) counts of true category (rows) against predicted
+    category (columns) over the nodes of ``split``; empty when the run has no
+    predictions."""
+    from sklearn.metrics import confusion_matrix
+
+    if "prediction" not in nodes or nodes["prediction"].isna().all():
+        return pd.DataFrame()
+    chosen = nodes[nodes["split"].astype(str) == split] if split else nodes
+    predicted = chosen["prediction"].cat.codes.to_numpy()     # written from the class indices
+    matrix = confusion_matrix(chosen["label"].to_numpy(), predicted, labels=np.arange(len(class_names)))
+    return pd.DataFrame(matrix, index=pd.Index(class_names, name="category"),
+                        columns=pd.Index(class_names, name="prediction"))
