@@ -110,7 +110,8 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     One legend entry per colour (category, predicted category, correct /
     wrong, split); ``degree`` uses a log colour scale. Clicking a legend entry
     hides its points, double-clicking isolates them. Every trace carries
-    ``customdata`` columns (node, confidence, degree, prediction code), float32.
+    ``customdata`` columns (node, confidence, degree) as float32, exact for
+    node ids below 2**24 (ogbn-products has 2.45M).
     """
     if style.colour_by not in COLOUR_MODES:
         raise ValueError(f"colour_by {style.colour_by!r}: choose from {', '.join(COLOUR_MODES)}")
@@ -139,7 +140,7 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
             x=group["x"].to_numpy(np.float32), y=group["y"].to_numpy(np.float32), mode="markers",
             marker=marker, name=name, legendgroup=name,
             showlegend=style.legend and colour_column is not None and name not in legend_seen,
-            customdata=group[["node", "confidence", "degree", "prediction"]].to_numpy(np.float32),
+            customdata=group[["node", "confidence", "degree"]].to_numpy(np.float32),
             hovertemplate=_hover_template(values, class_names, has_prediction),
             selectedpoints=(None if style.selected is None
                             else np.flatnonzero(np.isin(group["node"].to_numpy(), style.selected))),

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from dashboard.figures import (CORRECT_COLOURS, SPLIT_COLOURS, category_palette, legend_entries,
                                marker_size)
 
-SLIDE_INCHES = (13.33, 7.5)     # a 16:9 slide
+SLIDE_INCHES = (40 / 3, 7.5)    # a 16:9 slide
 DPI = 150                       # 2,000 x 1,125 pixels
 
 
@@ -40,19 +40,17 @@ def _point_colours(frame: pd.DataFrame, colour_by: str, palette: list[str]) -> n
     return np.asarray([colors.to_hex(c) for c in colormaps["viridis"](values / max(values.max(), 1))])
 
 
-def render_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], colour_by: str, title: str,
-                provenance: str, fmt: str = "png") -> bytes:
-    """One or more maps (``(panel title, map_frame)``) on a 16:9 figure with a
-    title, a legend naming every category present and a provenance line; PNG
-    or SVG bytes."""
+def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], colour_by: str, title: str,
+                provenance: str):
+    """One or more maps (``(panel title, map_frame)``) on a 16:9 matplotlib
+    figure with a title, a legend naming every category present and a
+    provenance line. ``image_bytes`` turns it into PNG or SVG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    if fmt not in ("png", "svg"):
-        raise ValueError(f"format {fmt!r}: png or svg")
     palette = category_palette(len(class_names))
     columns = min(len(panels), 3)
     rows = math.ceil(len(panels) / columns)
@@ -77,10 +75,26 @@ def render_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
                       title_fontsize=9, alignment="left")
     figure.suptitle(title, x=0.01, y=0.97, ha="left", fontsize=16, fontweight="bold")
     figure.text(0.01, 0.02, provenance, fontsize=8, color="#555555", ha="left")
+    return figure
+
+
+def image_bytes(figure, fmt: str = "png") -> bytes:
+    """PNG or SVG of a ``static_maps`` figure. SVG text stays text, so titles
+    and category names can be edited in a slide tool."""
+    import matplotlib.pyplot as plt
+
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"format {fmt!r}: png or svg")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, dpi=DPI, facecolor="white")
-    plt.close(figure)
+    with plt.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format=fmt, dpi=DPI, facecolor="white")
     return buffer.getvalue()
+
+
+def close_figure(figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def html_report(title: str, figures: list[go.Figure], table: pd.DataFrame, provenance: str) -> str:

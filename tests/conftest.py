@@ -35,6 +35,19 @@ def photo(shared_data):
     return load_dataset("amazon-photo", shared_data, split="per-class:20,30", seed=0)
 
 
+@pytest.fixture(scope="session")
+def photo_run(shared_data, tmp_path_factory) -> Path:
+    """An embedded Amazon Photo sage run (3 x 64, 60 epochs, 60/20/20 seed 0).
+    Shared by the session: copy it before changing it."""
+    from engine.train import TrainConfig, train_run
+
+    out = tmp_path_factory.mktemp("photo")
+    cfg = TrainConfig(dataset="amazon-photo", model="sage", hidden_channels=64, epochs=60, split="60/20/20",
+                      data_root=str(shared_data))
+    train_run(cfg, out, "sage", progress=False)
+    return out / "sage"
+
+
 def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None,
                timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m engine ARGS`` in a subprocess, as a user would run it."""

@@ -14,20 +14,9 @@ from scipy.spatial.distance import pdist
 from tests.conftest import assert_one_line_error, run_engine
 from engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers, resolve_layers, shared_sample
 from engine.runs import read_run
-from engine.train import TrainConfig, train_run
 
 # Small enough that each missed layout costs a second or two.
 FAST = ProjectionConfig(sample=2000, n_epochs=30)
-
-
-@pytest.fixture(scope="module")
-def photo_run(shared_data, tmp_path_factory):
-    """An embedded Amazon Photo sage run (3 x 64, 60 epochs, 60/20/20 seed 0)."""
-    out = tmp_path_factory.mktemp("photo")
-    cfg = TrainConfig(dataset="amazon-photo", model="sage", hidden_channels=64, epochs=60, split="60/20/20",
-                      data_root=str(shared_data))
-    train_run(cfg, out, "sage", progress=False)
-    return out / "sage"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame, shared_ranges
-from dashboard.report import html_report, provenance, render_maps
+from dashboard.report import html_report, close_figure, image_bytes, provenance, static_maps
 from engine.summary import layer_metrics
 
 run = state.open_run(st.session_state.run)
@@ -39,12 +39,13 @@ line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict
                   state.projection_caption(cfg)) + f" · coloured by {COLOUR_MODES[colour_by]}"
 st.caption(f"Provenance line: {line}")
 
-png = render_maps(list(zip(titles, frames)), class_names, colour_by, title, line, "png")
+figure = static_maps(list(zip(titles, frames)), class_names, colour_by, title, line)
+png = image_bytes(figure, "png")
 st.image(png, caption="PNG preview (2,000 × 1,125 px, a 16:9 slide)")
 slug = "-".join(dict.fromkeys([run.name, *[p[1] for p in panels]]))
 left, middle, right = st.columns(3)
 left.download_button("PNG", png, f"{slug}.png", "image/png", key="export_png", icon=":material/image:")
-middle.download_button("SVG", render_maps(list(zip(titles, frames)), class_names, colour_by, title, line, "svg"),
+middle.download_button("SVG", image_bytes(figure, "svg"),
                        f"{slug}.svg", "image/svg+xml", key="export_svg", icon=":material/draw:")
 ranges = shared_ranges(frames)
 figures = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=panel_title, ranges=ranges,
@@ -52,6 +53,7 @@ figures = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=pa
 table = pd.concat([layer_metrics(each, {name: lay.info.get("trustworthiness")
                                         for name, lay in state.layouts(each, cfg).items()})
                    for each in {p[0].name: p[0] for p in panels}.values()], ignore_index=True).drop(columns="position")
+close_figure(figure)
 right.download_button("HTML report", html_report(title, figures, table, line), f"{slug}.html", "text/html",
                       key="export_html", icon=":material/description:",
                       help="One file with the interactive maps, the metrics table and the provenance; opens offline")

@@ -1,0 +1,100 @@
+"""The dashboard and its HTML report in headless Chromium (Debian's, driven by
+Playwright). Skipped, saying why, where no Chromium is installed; under
+CI=true a missing browser fails instead."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+import pytest
+
+from engine.data.synthetic import DEMO_CATEGORIES
+from tests.browser import EXCEPTION, MAP, browser_missing, chromium_page, dashboard
+
+FIRST_MAP_SECONDS = 120      # fresh machine, empty runs folder: train, embed, project the demo, draw it
+
+
+@pytest.fixture(autouse=True)
+def needs_browser():
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _screenshot_dir(tmp_path):
+    """Screenshots go to $LAYERSCOPE_SCREENSHOTS when set, else the test's temporary folder."""
+    folder = os.environ.get("LAYERSCOPE_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        return folder
+    return tmp_path
+
+
+def _painted_share(png: bytes) -> float:
+    """Share of a screenshot's pixels that are not background white."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    return float((pixels < 235).mean())
+
+
+def test_an_empty_runs_folder_builds_the_demo_and_shows_its_map(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with dashboard(runs, tmp_path / "streamlit.log") as url, chromium_page() as page:
+        start = time.monotonic()
+        page.goto(url)
+        page.wait_for_selector(MAP, timeout=300_000)
+        page.wait_for_timeout(1500)         # let WebGL draw the points
+        seconds = time.monotonic() - start
+        plot = page.locator(".js-plotly-plot").first
+        painted = _painted_share(plot.screenshot())
+        exceptions = page.locator(EXCEPTION).count()
+        shot = f"{_screenshot_dir(tmp_path)}/demo-explore.png"
+        page.screenshot(path=shot, full_page=True)
+        legend = page.locator(".legendtext").evaluate_all("nodes => nodes.map(n => n.textContent)")
+    print(f"\ntime to first map from an empty runs folder: {seconds:.1f} s (bar {FIRST_MAP_SECONDS} s); "
+          f"{painted:.1%} of the map painted; screenshot {shot}")
+    assert exceptions == 0, (tmp_path / "streamlit.log").read_text()[-3000:]
+    assert (runs / "demo-sage" / "run.json").exists()
+    assert legend == list(DEMO_CATEGORIES)
+    assert painted > 0.02, "the scatter canvas is blank"
+    assert seconds < FIRST_MAP_SECONDS
+
+
+def test_the_html_report_opens_offline_with_legend_metrics_and_provenance(photo_run, tmp_path):
+    from dashboard.figures import MapStyle, map_figure, map_frame
+    from dashboard.report import html_report
+    from engine.project import ProjectionConfig, project_layers
+    from engine.runs import read_run
+    from engine.summary import layer_metrics
+
+    run = read_run(photo_run)
+    names = run.record["dataset"]["class_names"]
+    [layout] = project_layers(run, ["hidden2"], ProjectionConfig(method="pca"))
+    figure = map_figure(map_frame(layout.nodes, layout.xy, run.nodes()), names, MapStyle(title="sage · hidden2"))
+    report = tmp_path / "report.html"
+    report.write_text(html_report("Photo", [figure], layer_metrics(run), "run sage · layer hidden2 · PCA"))
+
+    requests = []
+    with chromium_page() as page:
+        # No network: anything but the file itself is refused, and counted.
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (requests.append(route.request.url), route.abort()))
+        page.goto(report.as_uri())
+        page.wait_for_selector(MAP, timeout=60_000)
+        legend = page.locator(".legendtext").evaluate_all("nodes => nodes.map(n => n.textContent)")
+        rows = page.locator("table.metrics tbody tr").count()
+        provenance = page.locator("#provenance").inner_text()
+        painted = _painted_share(page.locator(".js-plotly-plot").first.screenshot())
+        page.screenshot(path=f"{_screenshot_dir(tmp_path)}/report.png", full_page=True)
+    assert requests == []
+    assert legend == names
+    assert rows == len(run.layers)
+    assert provenance == "run sage · layer hidden2 · PCA"
+    assert painted > 0.02

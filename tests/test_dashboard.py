@@ -1,0 +1,266 @@
+"""The dashboard's pages under Streamlit's AppTest, on Amazon Photo runs, and
+the pure functions behind them (figures, tables, exports)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.figures import (MAX_TRACES, MapStyle, category_filter, category_palette, legend_entries, map_figure,
+                               map_frame)
+from dashboard.report import html_report, image_bytes, static_maps
+from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
+from engine.project import ProjectionConfig, project_layers
+from engine.runs import read_run
+from engine.summary import confusion, cross_run_cka, layer_metrics
+from engine.train import TrainConfig, train_run
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+FAST = ProjectionConfig(n_epochs=60)     # all 7,650 Photo nodes, fewer UMAP epochs
+
+
+@pytest.fixture(scope="module")
+def runs(photo_run, shared_data, tmp_path_factory) -> Path:
+    """A runs folder: the Photo sage run, a gcn on the same graph, and a broken copy."""
+    root = tmp_path_factory.mktemp("runs")
+    shutil.copytree(photo_run, root / "photo-sage")
+    cfg = TrainConfig(dataset="amazon-photo", model="gcn", hidden_channels=64, epochs=60, split="60/20/20",
+                      data_root=str(shared_data))
+    train_run(cfg, root, "photo-gcn", progress=False)
+    shutil.copytree(photo_run, root / "broken")
+    (root / "broken" / "layers" / "hidden1.npy").unlink()
+    for name in ("photo-sage", "photo-gcn"):
+        run = read_run(root / name)
+        project_layers(run, [e["name"] for e in run.layers], FAST)
+    return root
+
+
+@pytest.fixture
+def app(runs, monkeypatch) -> AppTest:
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(runs))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["projection"] = FAST
+    at.session_state["run"] = "photo-sage"
+    return at
+
+
+def _open(at: AppTest, page: str | None = None) -> AppTest:
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _array(value) -> np.ndarray:
+    """A figure array as sent: a base64 typed array ({dtype, bdata}) or a list."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def _points(figure: dict) -> int:
+    """Points in a figure's map traces."""
+    return sum(_array(t["x"]).size for t in figure["data"] if t.get("type") == "scattergl" and "legendgroup" in t)
+
+
+def test_a_broken_run_is_named_in_a_warning_and_the_rest_works(app):
+    at = _open(app)
+    warnings = [w.value for w in at.sidebar.warning]
+    assert any("broken" in w and "layers/hidden1.npy" in w for w in warnings), warnings
+    assert at.sidebar.selectbox(key="run").options == ["photo-gcn", "photo-sage"]
+
+
+def test_explore_shows_the_layer_map_and_the_numbers_of_run_json(app, runs):
+    at = _open(app)
+    record = read_run(runs / "photo-sage").record
+    assert at.selectbox(key="layer").value == "hidden2"
+    entry = next(e for e in record["layers"] if e["name"] == "hidden2")
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["kNN acc."] == f"{entry['metrics']['knn_acc']:.3f}"
+    assert shown["silhouette"] == f"{entry['metrics']['silhouette']:.3f}"
+    assert shown["probe acc."] == f"{entry['metrics']['probe_acc']:.3f}"
+    assert float(shown["trustworthiness"]) > 0.9
+    [figure] = _figures(at)
+    assert _points(figure) == record["dataset"]["num_nodes"]
+    names = [t["name"] for t in figure["data"] if t.get("showlegend")]
+    assert names == record["dataset"]["class_names"]
+    # No per-point strings: hover names come from each trace's template.
+    assert not any(key in trace for trace in figure["data"] for key in ("text", "hovertext"))
+    for mode in ("prediction", "correct", "split", "degree"):
+        at.selectbox(key="colour_by").set_value(mode).run()
+        assert not at.exception, mode
+    at.selectbox(key="layer").set_value("input").run()
+    assert at.metric[0].value == f"{record['layers'][0]['metrics']['knn_acc']:.3f}"
+
+
+def test_explore_legend_isolates_and_hides_categories(app):
+    at = _open(app)
+    at.selectbox(key="legend_isolate").set_value("Lenses").run()
+    [figure] = _figures(at)
+    assert {t["name"] for t in figure["data"] if t.get("showlegend")} == {"Lenses"}
+    at.selectbox(key="legend_isolate").set_value(None).run()
+    at.multiselect(key="legend_hide").select("Flashes").select("Lenses").run()
+    [figure] = _figures(at)
+    assert len([t for t in figure["data"] if t.get("showlegend")]) == 6
+
+
+def test_compare_shows_three_aligned_layers_with_their_metrics(app, runs):
+    at = _open(app, "compare")
+    figures = _figures(at)
+    assert [f["layout"]["title"]["text"] for f in figures] == [f"photo-sage · {n}" for n in
+                                                                 ("hidden1", "hidden2", "logits")]
+    assert len({json.dumps([f["layout"]["xaxis"]["range"], f["layout"]["yaxis"]["range"]]) for f in figures}) == 1
+    record = read_run(runs / "photo-sage").record
+    captions = " ".join(c.value for c in at.caption)
+    for entry in record["layers"][1:]:
+        assert f"kNN acc. {entry['metrics']['knn_acc']:.3f}" in captions
+
+    at.radio(key="compare_mode").set_value("one layer across runs").run()
+    assert not at.exception
+    assert [f["layout"]["title"]["text"] for f in _figures(at)] == ["photo-gcn · hidden2", "photo-sage · hidden2"]
+
+
+def test_a_selection_in_one_compare_panel_is_shown_in_every_panel(app):
+    at = _open(app, "compare")
+    at.session_state["compare_selection"] = [0, 5, 17]
+    at.run()
+    for figure in _figures(at):
+        assert sum(_array(t["selectedpoints"]).size for t in figure["data"] if "selectedpoints" in t) == 3
+    assert at.subheader[0].value.startswith("3 nodes selected")
+
+
+def test_metrics_page_tables_and_charts_match_run_json(app, runs):
+    at = _open(app, "metrics")
+    record = read_run(runs / "photo-sage").record
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == [e["name"] for e in record["layers"]]
+    assert np.allclose(table["knn_acc"], [e["metrics"]["knn_acc"] for e in record["layers"]])
+    assert table["trustworthiness"].between(0.5, 1.0).all()       # the raw input features map worst
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert titles[0].startswith("kNN accuracy") and any("layer vs layer" in t for t in titles)
+    assert any("photo-gcn" in t for t in titles) and "Training" in titles and "Confusion (test nodes)" in titles
+    confusion_figure = _figures(at)[titles.index("Confusion (test nodes)")]
+    assert _array(confusion_figure["data"][0]["customdata"]).sum() == record["dataset"]["split_sizes"]["test"]
+    assert f"test accuracy {record['metrics']['test_acc']:.3f}" in " ".join(c.value for c in at.caption)
+
+
+def test_neighbours_page_lists_embedding_and_graph_neighbours(app, runs):
+    at = _open(app, "neighbours")
+    at.number_input(key="neighbour_node").set_value(42).run()
+    assert not at.exception
+    similar, _ = nearest_in_layer(read_run(runs / "photo-sage").layer("hidden2"), 42, 10)
+    embedding, graph = at.dataframe[0].value, at.dataframe[1].value
+    assert list(embedding["node_id"]) == similar.tolist()
+    degree = int(read_run(runs / "photo-sage").nodes()["degree"][42])
+    assert len(graph) == degree > 0
+    assert "graph neighbours" in {t["name"] for t in _figures(at)[0]["data"]}
+
+
+def test_export_offers_png_svg_and_html(app):
+    at = _open(app, "export")
+    assert [b.label for b in at.get("download_button")] == ["PNG", "SVG", "HTML report"]
+    at.radio(key="export_view").set_value("Compare grid").run()
+    assert not at.exception
+    assert "photo-sage · hidden1, hidden2, logits" not in at.caption[0].value     # layers listed once each
+    assert "layer hidden1, hidden2, logits" in at.caption[0].value
+
+
+# --- the pure functions behind the pages ---------------------------------------------------------
+
+def test_the_palette_gives_47_distinct_stable_colours():
+    palette = category_palette(47)
+    assert len(set(palette)) == 47 and palette == category_palette(47)
+    assert category_palette(8) == palette[:8]       # category i has one colour whatever the run
+
+
+def test_legend_search_isolate_and_hide():
+    names = ["Digital Cameras", "Lenses", "Camera Bags", "Flashes"]
+    assert category_filter(names, "camera") == ({0, 1, 2, 3}, {0, 2})
+    assert category_filter(names, isolate="Lenses")[0] == {1}
+    assert category_filter(names, hide=["Flashes", "Lenses"])[0] == {0, 2}
+
+
+def test_a_large_map_keeps_traces_few_and_hover_free_of_per_point_strings():
+    rng = np.random.default_rng(0)
+    n, classes = 100_000, 47
+    labels = rng.integers(0, classes, n)
+    wrong = rng.random(n) < 0.2
+    prediction = np.where(wrong, rng.integers(0, classes, n), labels)
+    frame = pd.DataFrame({"node": np.arange(n), "x": rng.normal(size=n).astype(np.float32),
+                          "y": rng.normal(size=n).astype(np.float32), "label": labels, "prediction": prediction,
+                          "confidence": rng.random(n).astype(np.float32), "correct": prediction == labels,
+                          "split": rng.integers(0, 3, n), "degree": rng.integers(0, 50, n)})
+    names = [f"category {i}" for i in range(classes)]
+    figure = map_figure(frame, names)
+    assert len(figure.data) <= MAX_TRACES
+    assert sum(len(t.x) for t in figure.data) == n
+    assert all(t.text is None and t.hovertext is None for t in figure.data)
+    assert len(figure.to_json()) < 40 * n      # float32 arrays in base64 and a template per trace; no strings
+    assert [t.name for t in figure.data if t.showlegend] == names
+    assert "click for its name" in " ".join(t.hovertemplate for t in figure.data)
+
+
+def test_static_export_has_title_legend_and_provenance(photo_run):
+    run = read_run(photo_run)
+    nodes = run.nodes()
+    [layout] = project_layers(run, ["hidden2"], ProjectionConfig(method="pca"))
+    frame = map_frame(layout.nodes, layout.xy, nodes)
+    names = run.record["dataset"]["class_names"]
+    figure = static_maps([("sage · hidden2", frame)], names, "category", "What GraphSAGE learned",
+                         "run sage · layer hidden2 · PCA")
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend == [name for name, _ in legend_entries([frame], "category", names)] == names
+    png = image_bytes(figure, "png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = np.frombuffer(png[16:24], dtype=">u4")
+    assert (width, height) == (2000, 1125)
+    svg = image_bytes(figure, "svg").decode()
+    assert all(name.replace("&", "&amp;") in svg for name in names) and "What GraphSAGE learned" in svg
+
+
+def test_tables_behind_the_metrics_page(photo_run):
+    run = read_run(photo_run)
+    table = layer_metrics(run, {"hidden2": 0.95})
+    assert list(table["layer"]) == ["input", "hidden1", "hidden2", "logits"]
+    assert table["trustworthiness"].isna().sum() == 3
+    matrix, num_nodes = cross_run_cka(run, run)
+    assert np.allclose(np.diag(matrix), 1.0) and num_nodes == run.record["dataset"]["split_sizes"]["test"]
+    counts = confusion(run.nodes(), run.record["dataset"]["class_names"])
+    accuracy = np.trace(counts.to_numpy()) / counts.to_numpy().sum()
+    assert accuracy == pytest.approx(run.record["metrics"]["test_acc"], abs=1e-9)
+
+
+def test_graph_neighbours_are_the_dataset_edges(photo_run, photo):
+    run = read_run(photo_run)
+    graph = adjacency(run)
+    degree = run.nodes()["degree"].to_numpy()
+    assert np.array_equal(np.diff(graph.indptr), degree)
+    neighbours = graph_neighbours(graph, 7)
+    assert neighbours.size == degree[7] and (graph[neighbours, 7].toarray() > 0).all()
+    similar, similarity = nearest_in_layer(run.layer("hidden2"), 7, 5)
+    assert 7 not in similar and np.all(np.diff(similarity) <= 0) and similarity[0] <= 1.0 + 1e-6
+
+
+def test_the_html_report_holds_maps_legend_table_and_provenance(photo_run):
+    run = read_run(photo_run)
+    [layout] = project_layers(run, ["hidden2"], ProjectionConfig(method="pca"))
+    figure = map_figure(map_frame(layout.nodes, layout.xy, run.nodes()), run.record["dataset"]["class_names"],
+                        MapStyle(title="sage · hidden2"))
+    report = html_report("Photo report", [figure], layer_metrics(run), "run sage · layer hidden2 · PCA")
+    assert len(report) > 3_000_000 and not re.search(r'<script[^>]*src="http', report)    # plotly.js inlined
+    assert 'id="provenance"' in report and "run sage · layer hidden2 · PCA" in report
+    assert "Lighting &amp; Studio" in report or "Lighting & Studio" in report
