@@ -30,6 +30,9 @@ SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
 CORRECT_COLOURS = {True: "#54a24b", False: "#e45756"}
 FADED = 0.12            # opacity of points outside a highlight
 MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
+# Plotly draws WebGL at twice the screen's pixels by default; once is sharp
+# enough for points and halves the fill work where WebGL is software-rendered.
+MAP_CONFIG = {"scrollZoom": True, "displaylogo": False, "plotGlPixelRatio": 1}
 MARK_SYMBOLS = ("circle", "diamond", "square", "cross")
 FONT = "Inter, Helvetica Neue, Arial, sans-serif"
 
@@ -123,35 +126,47 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
                      "split": "split", "degree": None}[style.colour_by]
     keys = [c for c in (colour_column, "label", "prediction", "split") if c]
     keys = list(dict.fromkeys(keys if has_prediction else [c for c in keys if c != "prediction"]))
-    if frame.groupby(keys, sort=False).ngroups > MAX_TRACES:
+    if len(frame[keys].drop_duplicates()) > MAX_TRACES:
         keys = list(dict.fromkeys([c for c in (colour_column, "label", "correct", "split") if c]))
     size = marker_size(len(frame))
+    # Sort once by the hover keys and cut the arrays into runs of equal keys:
+    # a pandas groupby costs more than the figure itself at 100,000 points.
+    columns = {key: frame[key].to_numpy() for key in keys}
+    order = np.lexsort([columns[key] for key in reversed(keys)])
+    columns = {key: values[order] for key, values in columns.items()}
+    xy = frame[["x", "y"]].to_numpy(np.float32)[order]
+    custom = frame[["node", "confidence", "degree"]].to_numpy(np.float32)[order]
+    log_degree = np.log10(1 + frame["degree"].to_numpy(np.float32))[order]
+    selected = None if style.selected is None else np.isin(frame["node"].to_numpy()[order], style.selected)
+    change = np.zeros(len(order), dtype=bool)
+    for values in columns.values():
+        change[1:] |= values[1:] != values[:-1]
+    bounds = [*np.flatnonzero(change[1:]) + 1, len(order)] if len(order) else []
     legend_seen: set = set()
     traces = []
-    for key, group in frame.groupby(keys, sort=True):
-        values = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-        colour_value = values.get(colour_column) if colour_column else None
-        name, colour = _legend_entry(style.colour_by, colour_value, class_names, palette)
+    for start, stop in zip([0, *bounds[:-1]], bounds):
+        values = {key: column[start].item() for key, column in columns.items()}
+        name, colour = _legend_entry(style.colour_by, values.get(colour_column), class_names, palette)
         faded = bool(style.marks) or (style.matched is not None and values["label"] not in style.matched)
         marker = dict(size=size, color=colour, opacity=FADED if faded else 0.8)
         if style.colour_by == "degree":
-            marker.update(color=np.log10(1 + group["degree"].to_numpy(np.float32)), coloraxis="coloraxis")
-        traces.append(go.Scattergl(
-            x=group["x"].to_numpy(np.float32), y=group["y"].to_numpy(np.float32), mode="markers",
-            marker=marker, name=name, legendgroup=name,
-            showlegend=style.legend and colour_column is not None and name not in legend_seen,
-            customdata=group[["node", "confidence", "degree"]].to_numpy(np.float32),
-            hovertemplate=_hover_template(values, class_names, has_prediction),
-            selectedpoints=(None if style.selected is None
-                            else np.flatnonzero(np.isin(group["node"].to_numpy(), style.selected))),
-        ))
+            marker.update(color=log_degree[start:stop], coloraxis="coloraxis")
+        trace = dict(type="scattergl", x=xy[start:stop, 0], y=xy[start:stop, 1], mode="markers", marker=marker,
+                     name=name, legendgroup=name, customdata=custom[start:stop],
+                     showlegend=style.legend and colour_column is not None and name not in legend_seen,
+                     hovertemplate=_hover_template(values, class_names, has_prediction))
+        if selected is not None:
+            trace["selectedpoints"] = np.flatnonzero(selected[start:stop])
+        traces.append(trace)
         legend_seen.add(name)
     for (label, nodes), symbol in zip((style.marks or {}).items(), MARK_SYMBOLS):
         traces.append(_mark_trace(frame, nodes, label, symbol, class_names, palette, size))
     # Legend entries in category order, whatever order the traces came in.
-    order = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
-    traces.sort(key=lambda t: order.get(t.name, len(order)))
-    figure = go.Figure(traces)
+    rank = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
+    traces.sort(key=lambda t: rank.get(t["name"], len(rank)))
+    # Built from plain dicts without plotly's per-attribute validation, which
+    # costs about a second for a few hundred traces; the tests validate them.
+    figure = go.Figure(data=traces, _validate=False)
     _lay_out(figure, style)
     return figure
 
@@ -219,13 +234,14 @@ def _escape(text: str) -> str:
 
 
 def _mark_trace(frame: pd.DataFrame, nodes: np.ndarray, label: str, symbol: str, class_names: list[str],
-                palette: list[str], size: float) -> go.Scattergl:
+                palette: list[str], size: float) -> dict:
     """A small set of nodes (neighbours, a search hit) on top, in their category
     colours with a dark outline. The set is small, so its names may travel."""
     chosen = frame[frame["node"].isin(nodes)].set_index("node")
     names = [class_names[c] for c in chosen["label"]]
-    return go.Scattergl(
-        x=chosen["x"].to_numpy(np.float32), y=chosen["y"].to_numpy(np.float32), mode="markers", name=label,
+    return dict(
+        type="scattergl", x=chosen["x"].to_numpy(np.float32), y=chosen["y"].to_numpy(np.float32), mode="markers",
+        name=label,
         marker=dict(size=size * 2 + 6, symbol=symbol, color=[palette[c] for c in chosen["label"]], opacity=1.0,
                     line=dict(width=1.5, color="#111111")),
         customdata=np.c_[chosen.index.to_numpy(), names], showlegend=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine.project import Layout, ProjectionConfig, project_layers
+from engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
 from engine.runs import RUN_FILE, Run, read_run, scan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +48,22 @@ def runs_root() -> Path:
 
 
 def init_state() -> None:
+    """Defaults on a session's first run, taking ``?run=&layer=&colour=&points=``
+    from the URL (a link that opens a given view); afterwards, keep the values."""
+    first = "projection" not in st.session_state
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value
         else:       # keep a value set by a widget on another page
             st.session_state[key] = st.session_state[key]
+    if first:
+        params = st.query_params
+        st.session_state.run = params.get("run", st.session_state.run)
+        st.session_state.layer = params.get("layer", st.session_state.layer)
+        st.session_state.colour_by = params.get("colour", st.session_state.colour_by)
+        if params.get("points", "").isdigit():
+            st.session_state.projection = dataclasses.replace(st.session_state.projection,
+                                                              sample=int(params["points"]))
 
 
 def _stamp(root: Path) -> tuple:
@@ -120,10 +131,22 @@ def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
 
     names = layers or [entry["name"] for entry in run.layers]
     try:
-        result = project_layers(run, names, cfg, reference=reference, progress=report)
+        result = project_layers(run, names, _for_graph(cfg, run.record["dataset"]["num_nodes"]),
+                                reference=reference, progress=report)
     finally:
         bar.empty()
     return {layout.layer: layout for layout in result}
+
+
+def _for_graph(cfg: ProjectionConfig, num_nodes: int) -> ProjectionConfig:
+    """The sample size the sidebar asks for, said the way the engine's cache
+    keys it: no size (its default) when that gives the same nodes, every node
+    when the ask exceeds the graph."""
+    if cfg.sample is None:
+        return cfg
+    if cfg.sample >= num_nodes:
+        return dataclasses.replace(cfg, sample=None if num_nodes <= DEFAULT_SAMPLE else num_nodes)
+    return dataclasses.replace(cfg, sample=None) if cfg.sample == DEFAULT_SAMPLE else cfg
 
 
 def compare_panels(run: Run, cfg: ProjectionConfig) -> list[tuple[Run, str, Layout]]:
@@ -160,8 +183,11 @@ def projection_settings() -> ProjectionConfig:
         min_dist = st.slider("min_dist", 0.0, 0.99, cfg.min_dist, 0.01, disabled=method != "umap")
         metric = st.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(cfg.metric))
         seed = st.number_input("seed", 0, 2**31 - 1, cfg.seed)
+        points = st.number_input("points on the map", 1_000, 1_000_000, cfg.sample or DEFAULT_SAMPLE, 10_000,
+                                 help="A category-stratified sample every layer and run shares; "
+                                      "all nodes when the graph has fewer")
     chosen = dataclasses.replace(cfg, method=method, n_neighbors=n_neighbors, min_dist=min_dist,
-                                 metric=metric, seed=int(seed))
+                                 metric=metric, seed=int(seed), sample=int(points))
     st.session_state.projection = chosen
     return chosen
 

@@ -40,14 +40,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard(runs: Path, log: Path, timeout: float = 60):
-    """``streamlit run dashboard/app.py`` against the runs folder ``runs``;
-    yields its URL once the server answers, stops it afterwards."""
+def dashboard(runs: Path, log: Path, timeout: float = 60, app: Path = ROOT / "dashboard" / "app.py"):
+    """``streamlit run dashboard/app.py`` (or another ``app``) against the runs
+    folder ``runs``; yields its URL once the server answers, stops it afterwards."""
     port = free_port()
     env = {**os.environ, "LAYERSCOPE_RUNS": str(runs), "PYTHONPATH": str(ROOT)}
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless=true",
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true",
              f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
              "--server.fileWatcherType=none"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         url = f"http://127.0.0.1:{port}"

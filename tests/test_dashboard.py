@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -95,6 +96,7 @@ def test_explore_shows_the_layer_map_and_the_numbers_of_run_json(app, runs):
     assert shown["probe acc."] == f"{entry['metrics']['probe_acc']:.3f}"
     assert float(shown["trustworthiness"]) > 0.9
     [figure] = _figures(at)
+    go.Figure(figure)
     assert _points(figure) == record["dataset"]["num_nodes"]
     names = [t["name"] for t in figure["data"] if t.get("showlegend")]
     assert names == record["dataset"]["class_names"]
@@ -206,6 +208,7 @@ def test_a_large_map_keeps_traces_few_and_hover_free_of_per_point_strings():
                           "split": rng.integers(0, 3, n), "degree": rng.integers(0, 50, n)})
     names = [f"category {i}" for i in range(classes)]
     figure = map_figure(frame, names)
+    go.Figure(figure.to_dict())     # the figure is built unvalidated; plotly's validation must accept it
     assert len(figure.data) <= MAX_TRACES
     assert sum(len(t.x) for t in figure.data) == n
     assert all(t.text is None and t.hovertext is None for t in figure.data)

@@ -7,8 +7,8 @@ import numpy as np
 import streamlit as st
 
 from dashboard import state
-from dashboard.figures import (COLOUR_MODES, MapStyle, category_filter, legend_entries, legend_html, map_figure,
-                               map_frame, shared_ranges)
+from dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries, legend_html,
+                               map_figure, map_frame, shared_ranges)
 from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
 from engine.summary import same_graph
 
@@ -71,8 +71,8 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
                          matched=matched if search.strip() else None, height=height,
                          selected=selection if selection.size else None, legend=False)
         key = f"compare_panel_{index}"
-        st.plotly_chart(map_figure(frame, class_names, style), key=key, on_select=partial(select_from, key),
-                        selection_mode=("box", "lasso"), config={"displaylogo": False})
+        st.plotly_chart(map_figure(frame, class_names, style), key=key, on_select=partial(select_from, key), theme=None,
+                        selection_mode=("box", "lasso"), config=MAP_CONFIG)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
 
 st.caption(f"{len(frames[0]):,} shared nodes per panel · {state.projection_caption(cfg)}")

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import state
-from dashboard.figures import COLOUR_MODES, MapStyle, category_filter, map_figure, map_frame
+from dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, map_figure, map_frame
 from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
 
 run = state.open_run(st.session_state.run)
@@ -30,9 +30,9 @@ shown, matched = category_filter(class_names, search, isolate, hide)
 title = f"{run.name} · {st.session_state.layer}"
 style = MapStyle(colour_by=st.session_state.colour_by, title=title, shown=shown,
                  matched=matched if search.strip() else None)
-event = st.plotly_chart(map_figure(frame, class_names, style), key="explore_map", on_select="rerun",
+event = st.plotly_chart(map_figure(frame, class_names, style), key="explore_map", on_select="rerun", theme=None,
                         selection_mode=("points", "box", "lasso"),
-                        config={"scrollZoom": True, "displaylogo": False})
+                        config=MAP_CONFIG)
 
 how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
 st.caption(f"{len(frame):,} of {len(nodes):,} nodes · {state.projection_caption(cfg)} · layout {how}")

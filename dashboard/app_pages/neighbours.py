@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.figures import MapStyle, map_figure, map_frame
+from dashboard.figures import MAP_CONFIG, MapStyle, map_figure, map_frame
 from engine.errors import UserError
 from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
 from engine.runs import Run
@@ -84,6 +84,6 @@ if bought is not None and bought.size:
     marks["graph neighbours"] = bought
 in_sample = np.isin([node, *similar], layout.nodes).sum()
 st.plotly_chart(map_figure(frame, class_names, MapStyle(title=f"{run.name} · {st.session_state.layer}",
-                                                         marks=marks)), key="neighbours_map",
-                config={"scrollZoom": True, "displaylogo": False})
+                                                         marks=marks)), key="neighbours_map", theme=None,
+                config=MAP_CONFIG)
 st.caption(f"{in_sample} of the node and its {k} nearest are in the map's {len(frame):,}-node sample.")
