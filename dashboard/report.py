@@ -45,16 +45,15 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
     """One or more maps (``(panel title, map_frame)``) on a 16:9 matplotlib
     figure with a title, a legend naming every category present and a
     provenance line. ``image_bytes`` turns it into PNG or SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     palette = category_palette(len(class_names))
     columns = min(len(panels), 3)
     rows = math.ceil(len(panels) / columns)
-    figure = plt.figure(figsize=SLIDE_INCHES, dpi=DPI)
+    # matplotlib's object API, not pyplot: no global figure registry, so
+    # figures can be drawn in Streamlit's threads and need no closing.
+    figure = Figure(figsize=SLIDE_INCHES, dpi=DPI)
     grid = figure.add_gridspec(rows, columns, left=0.01, right=0.76, top=0.9, bottom=0.07, wspace=0.04, hspace=0.12)
     for index, (panel_title, frame) in enumerate(panels):
         axes = figure.add_subplot(grid[index // columns, index % columns])
@@ -81,20 +80,14 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
 def image_bytes(figure, fmt: str = "png") -> bytes:
     """PNG or SVG of a ``static_maps`` figure. SVG text stays text, so titles
     and category names can be edited in a slide tool."""
-    import matplotlib.pyplot as plt
+    from matplotlib import rc_context
 
     if fmt not in ("png", "svg"):
         raise ValueError(f"format {fmt!r}: png or svg")
     buffer = io.BytesIO()
-    with plt.rc_context({"svg.fonttype": "none"}):
+    with rc_context({"svg.fonttype": "none"}):
         figure.savefig(buffer, format=fmt, dpi=DPI, facecolor="white")
     return buffer.getvalue()
-
-
-def close_figure(figure) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 def html_report(title: str, figures: list[go.Figure], table: pd.DataFrame, provenance: str) -> str:

@@ -166,12 +166,15 @@ def compare_panels(run: Run, cfg: ProjectionConfig) -> list[tuple[Run, str, Layo
         (other, layer, layouts(other, cfg, layers=[layer], reference=[reference])[layer]) for other in runs[1:]]
 
 
-def projection_caption(cfg: ProjectionConfig) -> str:
-    """The provenance of a layout, in one line."""
+def projection_caption(cfg: ProjectionConfig, layout: Layout | None = None) -> str:
+    """The provenance of a layout, in one line: method, parameters, the
+    points it holds and the seed."""
+    points = f"{layout.nodes.size:,} nodes" if layout is not None else f"sample {cfg.sample or DEFAULT_SAMPLE:,}"
     if cfg.method == "pca":
-        return f"PCA, {cfg.metric}, sample {cfg.sample or 'default'}, seed {cfg.seed}"
-    return (f"UMAP n_neighbors={cfg.n_neighbors}, min_dist={cfg.min_dist}, metric={cfg.metric}, "
-            f"init={cfg.init}, sample={cfg.sample or 'default'}, seed={cfg.seed}, align={cfg.align}")
+        return f"PCA ({cfg.metric}), {points}, seed {cfg.seed}"
+    epochs = cfg.epochs(layout.nodes.size) if layout is not None else cfg.n_epochs or "auto"
+    return (f"UMAP n_neighbors={cfg.n_neighbors}, min_dist={cfg.min_dist}, metric={cfg.metric}, init={cfg.init}, "
+            f"n_epochs={epochs}, {points}, seed={cfg.seed}, aligned by {cfg.align}")
 
 
 def projection_settings() -> ProjectionConfig:

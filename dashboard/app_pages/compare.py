@@ -75,7 +75,7 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
                         selection_mode=("box", "lasso"), config=MAP_CONFIG)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
 
-st.caption(f"{len(frames[0]):,} shared nodes per panel · {state.projection_caption(cfg)}")
+st.caption(f"Every panel: {state.projection_caption(cfg, panels[0][2])}")
 if selection.size:
     left, right = st.columns([4, 1])
     left.subheader(f"{selection.size:,} nodes selected, highlighted in every panel")

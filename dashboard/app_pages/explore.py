@@ -35,7 +35,7 @@ event = st.plotly_chart(map_figure(frame, class_names, style), key="explore_map"
                         config=MAP_CONFIG)
 
 how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
-st.caption(f"{len(frame):,} of {len(nodes):,} nodes · {state.projection_caption(cfg)} · layout {how}")
+st.caption(f"{state.projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
 layer_metrics_caption(run, st.session_state.layer, layout)
 
 selected = np.array([int(p["customdata"][0]) for p in event.selection.points if p.get("customdata")],

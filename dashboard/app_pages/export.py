@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame, shared_ranges
-from dashboard.report import html_report, close_figure, image_bytes, provenance, static_maps
+from dashboard.report import html_report, image_bytes, provenance, static_maps
 from engine.summary import layer_metrics
 
 run = state.open_run(st.session_state.run)
@@ -36,7 +36,7 @@ title = st.text_input("Title", default_title, key="export_title")
 frames = [map_frame(layout.nodes, layout.xy, nodes) for _, _, layout in panels]
 titles = [f"{panel_run.name} · {layer}" for panel_run, layer, _ in panels]
 line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict.fromkeys(p[1] for p in panels)),
-                  state.projection_caption(cfg)) + f" · coloured by {COLOUR_MODES[colour_by]}"
+                  state.projection_caption(cfg, panels[0][2])) + f" · coloured by {COLOUR_MODES[colour_by]}"
 st.caption(f"Provenance line: {line}")
 
 figure = static_maps(list(zip(titles, frames)), class_names, colour_by, title, line)
@@ -45,15 +45,21 @@ st.image(png, caption="PNG preview (2,000 × 1,125 px, a 16:9 slide)")
 slug = "-".join(dict.fromkeys([run.name, *[p[1] for p in panels]]))
 left, middle, right = st.columns(3)
 left.download_button("PNG", png, f"{slug}.png", "image/png", key="export_png", icon=":material/image:")
-middle.download_button("SVG", image_bytes(figure, "svg"),
+# SVG and the report are made when their button is clicked (Streamlit runs the callable then).
+middle.download_button("SVG", lambda: image_bytes(figure, "svg"),
                        f"{slug}.svg", "image/svg+xml", key="export_svg", icon=":material/draw:")
-ranges = shared_ranges(frames)
-figures = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=panel_title, ranges=ranges,
-                                                   height=620)) for panel_title, frame in zip(titles, frames)]
 table = pd.concat([layer_metrics(each, {name: lay.info.get("trustworthiness")
                                         for name, lay in state.layouts(each, cfg).items()})
                    for each in {p[0].name: p[0] for p in panels}.values()], ignore_index=True).drop(columns="position")
-close_figure(figure)
-right.download_button("HTML report", html_report(title, figures, table, line), f"{slug}.html", "text/html",
+
+
+def report() -> str:
+    ranges = shared_ranges(frames)
+    figures = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=panel_title, ranges=ranges,
+                                                       height=620)) for panel_title, frame in zip(titles, frames)]
+    return html_report(title, figures, table, line)
+
+
+right.download_button("HTML report", report, f"{slug}.html", "text/html",
                       key="export_html", icon=":material/description:",
                       help="One file with the interactive maps, the metrics table and the provenance; opens offline")
