@@ -73,16 +73,21 @@ POINTS_DRAWN = """() => {
 
 
 def _wait_for_map(page, layer: str, timeout: float = 120) -> None:
-    """Until the plot holds all points of ``layer`` and two frames were drawn."""
+    """Until the plot holds all points of ``layer`` and two frames were drawn.
+    Ours draws in a component iframe; the reference in the page itself."""
     deadline = time.monotonic() + timeout
     while True:
-        count, title = page.evaluate(POINTS_DRAWN)
+        frames = [f for f in page.frames if "plotly_map" in f.url] or [page.main_frame]
+        try:
+            count, title = frames[0].evaluate(POINTS_DRAWN)
+        except Exception:       # the iframe is being replaced
+            count, title = 0, ""
         if count >= POINTS and layer in title:
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"map of {layer} not drawn in {timeout:.0f} s (points {count}, title {title!r})")
         page.wait_for_timeout(20)
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    frames[0].evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def measure(url: str) -> dict:

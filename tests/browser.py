@@ -20,6 +20,16 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-component-update", "--no-first-run"]
 MAP = ".js-plotly-plot .gl-container canvas"     # the WebGL layer a scattergl map draws into
 EXCEPTION = "[data-testid='stException']"
+MAP_FRAME = "iframe[title*='plotly_map']"         # the dashboard's maps are drawn in component iframes
+
+
+def wait_for_map_frame(page, timeout: float = 300):
+    """The first map's iframe, once its scatter is drawn; returns its Frame."""
+    page.wait_for_selector(MAP_FRAME, timeout=timeout * 1000)
+    frame = page.locator(MAP_FRAME).first.element_handle().content_frame()
+    frame.wait_for_selector(MAP, timeout=timeout * 1000)
+    frame.wait_for_function("() => document.getElementById('map').dataset.version", timeout=timeout * 1000)
+    return frame
 
 
 def browser_missing() -> str | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.data.synthetic import DEMO_CATEGORIES
-from tests.browser import EXCEPTION, MAP, browser_missing, chromium_page, dashboard
+from tests.browser import EXCEPTION, MAP, browser_missing, chromium_page, dashboard, wait_for_map_frame
 
 FIRST_MAP_SECONDS = 120      # fresh machine, empty runs folder: train, embed, project the demo, draw it
 
@@ -49,15 +49,14 @@ def test_an_empty_runs_folder_builds_the_demo_and_shows_its_map(tmp_path):
     with dashboard(runs, tmp_path / "streamlit.log") as url, chromium_page() as page:
         start = time.monotonic()
         page.goto(url)
-        page.wait_for_selector(MAP, timeout=300_000)
-        page.wait_for_timeout(1500)         # let WebGL draw the points
+        frame = wait_for_map_frame(page)
         seconds = time.monotonic() - start
-        plot = page.locator(".js-plotly-plot").first
-        painted = _painted_share(plot.screenshot())
+        page.wait_for_timeout(1000)         # let WebGL draw the points
+        painted = _painted_share(frame.locator(".js-plotly-plot").first.screenshot())
         exceptions = page.locator(EXCEPTION).count()
         shot = f"{_screenshot_dir(tmp_path)}/demo-explore.png"
         page.screenshot(path=shot, full_page=True)
-        legend = page.locator(".legendtext").evaluate_all("nodes => nodes.map(n => n.textContent)")
+        legend = frame.locator(".legendtext").evaluate_all("nodes => nodes.map(n => n.textContent)")
     print(f"\ntime to first map from an empty runs folder: {seconds:.1f} s (bar {FIRST_MAP_SECONDS} s); "
           f"{painted:.1%} of the map painted; screenshot {shot}")
     assert exceptions == 0, (tmp_path / "streamlit.log").read_text()[-3000:]

@@ -63,7 +63,9 @@ def _open(at: AppTest, page: str | None = None) -> AppTest:
 
 
 def _figures(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    """Every figure on the page: maps (the plotly_map component) and charts."""
+    maps = [json.loads(json.loads(c.proto.json_args)["spec"]) for c in at.get("component_instance")]
+    return maps + [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def _array(value) -> np.ndarray:

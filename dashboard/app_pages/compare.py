@@ -1,25 +1,17 @@
 """Compare: the layers of one run, or one layer across runs on the same graph,
 in a grid with shared colours, aligned layouts, shared axes and linked selection."""
 
-from functools import partial
-
 import numpy as np
 import streamlit as st
 
 from dashboard import state
 from dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries, legend_html,
                                map_figure, map_frame, shared_ranges)
+from dashboard.plotly_map import plotly_map
 from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
 from engine.summary import same_graph
 
 COLUMNS = 3     # panels per row
-
-
-def select_from(panel_key: str) -> None:
-    """A box or lasso in one panel becomes the selection every panel shows."""
-    event = st.session_state[panel_key]
-    points = event.selection.points if event and event.selection else []
-    st.session_state.compare_selection = sorted({int(p["customdata"][0]) for p in points if p.get("customdata")})
 
 
 run = state.open_run(st.session_state.run)
@@ -62,6 +54,7 @@ ranges = shared_ranges(frames)
 shown, matched = category_filter(class_names, search, isolate, hide)
 selection = np.asarray(st.session_state.compare_selection, dtype=np.int64)
 height = 460 if len(panels) > 1 else 640
+changed = None
 st.html(legend_html(legend_entries(frames, colour_by, class_names)))
 for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames)):
     if index % COLUMNS == 0:
@@ -71,9 +64,16 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
                          matched=matched if search.strip() else None, height=height,
                          selected=selection if selection.size else None, legend=False)
         key = f"compare_panel_{index}"
-        st.plotly_chart(map_figure(frame, class_names, style), key=key, on_select=partial(select_from, key), theme=None,
-                        selection_mode=("box", "lasso"), config=MAP_CONFIG)
+        chosen = plotly_map(map_figure(frame, class_names, style), key=key, config=MAP_CONFIG)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
+        # A panel whose selection changed since the last run sets the selection of all.
+        if chosen != st.session_state.get(f"{key}_seen", []):
+            st.session_state[f"{key}_seen"] = chosen
+            changed = chosen
+
+if changed is not None and changed != st.session_state.compare_selection:
+    st.session_state.compare_selection = changed
+    st.rerun()      # draw the new selection in the panels drawn before this one
 
 st.caption(f"Every panel: {state.projection_caption(cfg, panels[0][2])}")
 if selection.size:

@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, map_figure, map_frame
+from dashboard.plotly_map import plotly_map
 from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
 
 run = state.open_run(st.session_state.run)
@@ -30,16 +31,13 @@ shown, matched = category_filter(class_names, search, isolate, hide)
 title = f"{run.name} · {st.session_state.layer}"
 style = MapStyle(colour_by=st.session_state.colour_by, title=title, shown=shown,
                  matched=matched if search.strip() else None)
-event = st.plotly_chart(map_figure(frame, class_names, style), key="explore_map", on_select="rerun", theme=None,
-                        selection_mode=("points", "box", "lasso"),
-                        config=MAP_CONFIG)
+selected = np.asarray(plotly_map(map_figure(frame, class_names, style), key="explore_map", config=MAP_CONFIG),
+                      dtype=np.int64)
 
 how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
 st.caption(f"{state.projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
 layer_metrics_caption(run, st.session_state.layer, layout)
 
-selected = np.array([int(p["customdata"][0]) for p in event.selection.points if p.get("customdata")],
-                    dtype=np.int64) if event and event.selection else np.array([], dtype=np.int64)
 st.session_state.explore_selection = selected.tolist()
 if selected.size:
     st.subheader(f"{selected.size:,} selected nodes")

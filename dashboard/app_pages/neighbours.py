@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from dashboard.plotly_map import plotly_map
 from dashboard.figures import MAP_CONFIG, MapStyle, map_figure, map_frame
 from engine.errors import UserError
 from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
@@ -83,7 +84,6 @@ marks = {f"node {node}": np.array([node]), f"{k} nearest in {st.session_state.la
 if bought is not None and bought.size:
     marks["graph neighbours"] = bought
 in_sample = np.isin([node, *similar], layout.nodes).sum()
-st.plotly_chart(map_figure(frame, class_names, MapStyle(title=f"{run.name} · {st.session_state.layer}",
-                                                         marks=marks)), key="neighbours_map", theme=None,
-                config=MAP_CONFIG)
+plotly_map(map_figure(frame, class_names, MapStyle(title=f"{run.name} · {st.session_state.layer}", marks=marks)),
+           key="neighbours_map", config=MAP_CONFIG)
 st.caption(f"{in_sample} of the node and its {k} nearest are in the map's {len(frame):,}-node sample.")
