@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.data.synthetic import DEMO_CATEGORIES
-from tests.browser import EXCEPTION, MAP, browser_missing, chromium_page, dashboard, wait_for_map_frame
+from tests.browser import EXCEPTION, MAP, MAP_FRAME, browser_missing, chromium_page, dashboard, wait_for_map_frame
 
 FIRST_MAP_SECONDS = 120      # fresh machine, empty runs folder: train, embed, project the demo, draw it
 
@@ -97,3 +97,26 @@ def test_the_html_report_opens_offline_with_legend_metrics_and_provenance(photo_
     assert rows == len(run.layers)
     assert provenance == "run sage · layer hidden2 · PCA"
     assert painted > 0.02
+
+
+def test_a_selection_in_one_compare_panel_lights_up_in_every_panel(photo_run, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(photo_run, runs / "sage")
+    with dashboard(runs, tmp_path / "streamlit.log") as url, chromium_page() as page:
+        page.goto(f"{url}/compare")
+        frame = wait_for_map_frame(page)
+        page.wait_for_function("n => document.querySelectorAll(n).length == 3", arg=MAP_FRAME)
+        # What plotly emits after a box or lasso around nodes 5 and 17 in the first panel.
+        frame.evaluate("() => document.getElementById('map').emit('plotly_selected', "
+                       "{points: [{customdata: [5, 0.9, 3]}, {customdata: [17, 0.8, 2]}]})")
+        page.wait_for_selector("text=2 nodes selected", timeout=60_000)
+        panels = [f for f in page.frames if "plotly_map" in f.url]
+        selected = []
+        for panel in panels:
+            panel.wait_for_function("() => document.getElementById('map')._fullData.some(t => t.selectedpoints)",
+                                    timeout=60_000)
+            selected.append(panel.evaluate("() => document.getElementById('map')._fullData.reduce("
+                                           "(n, t) => n + (t.selectedpoints ? t.selectedpoints.length : 0), 0)"))
+    assert selected == [2, 2, 2]
