@@ -7,6 +7,7 @@ in the pure modules ``figures``, ``charts`` and ``report``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import threading
@@ -15,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dashboard.figures import COLOUR_MODES
 from engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
+from engine.errors import UserError
 from engine.runs import RUN_FILE, Run, read_run, scan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,14 +56,15 @@ def init_state() -> None:
     first = "projection" not in st.session_state
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
-            st.session_state[key] = value
+            st.session_state[key] = copy.copy(value)       # no list shared between sessions
         else:       # keep a value set by a widget on another page
             st.session_state[key] = st.session_state[key]
     if first:
         params = st.query_params
         st.session_state.run = params.get("run", st.session_state.run)
         st.session_state.layer = params.get("layer", st.session_state.layer)
-        st.session_state.colour_by = params.get("colour", st.session_state.colour_by)
+        if params.get("colour") in COLOUR_MODES:
+            st.session_state.colour_by = params["colour"]
         if params.get("points", "").isdigit():
             st.session_state.projection = dataclasses.replace(st.session_state.projection,
                                                               sample=int(params["points"]))
@@ -133,6 +137,9 @@ def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
     try:
         result = project_layers(run, names, _for_graph(cfg, run.record["dataset"]["num_nodes"]),
                                 reference=reference, progress=report)
+    except UserError as e:      # e.g. a layer with NaN rows: say so, keep the rest of the app
+        st.error(str(e), icon=":material/error:")
+        st.stop()
     finally:
         bar.empty()
     return {layout.layer: layout for layout in result}

@@ -269,3 +269,16 @@ def test_the_html_report_holds_maps_legend_table_and_provenance(photo_run):
     assert len(report) > 3_000_000 and not re.search(r'<script[^>]*src="http', report)    # plotly.js inlined
     assert 'id="provenance"' in report and "run sage · layer hidden2 · PCA" in report
     assert "Lighting &amp; Studio" in report or "Lighting & Studio" in report
+
+
+def test_a_layer_with_nan_rows_is_an_error_message_not_a_traceback(photo_run, tmp_path, monkeypatch):
+    run_dir = shutil.copytree(photo_run, tmp_path / "runs" / "nan", ignore=shutil.ignore_patterns("projections"))
+    hidden1 = np.load(run_dir / "layers" / "hidden1.npy")
+    hidden1[3] = np.nan
+    np.save(run_dir / "layers" / "hidden1.npy", hidden1)
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["projection"] = FAST
+    at.run()
+    assert not at.exception
+    assert "layer hidden1 has NaN or infinite values" in at.error[0].value
