@@ -156,6 +156,13 @@ def _for_graph(cfg: ProjectionConfig, num_nodes: int) -> ProjectionConfig:
     return dataclasses.replace(cfg, sample=None) if cfg.sample == DEFAULT_SAMPLE else cfg
 
 
+def default_compare_layers(run: Run, count: int = 3) -> list[str]:
+    """The layers Compare shows first: ``count`` of them, past the input
+    features when the run has more."""
+    names = [entry["name"] for entry in run.layers]
+    return names[1:count + 1] if len(names) > count else names
+
+
 def compare_panels(run: Run, cfg: ProjectionConfig) -> list[tuple[Run, str, Layout]]:
     """(run, layer, layout) of each panel the Compare page's choices name:
     the chosen layers of ``run``, each aligned onto the one before, or one

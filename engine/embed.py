@@ -109,7 +109,7 @@ def _mark_incomplete(run_dir: Path) -> None:
         os.replace(run_dir / RUN_FILE, run_dir / PENDING_FILE)
 
 
-def _bundle_for(record: dict, data_root: str | None) -> GraphBundle:
+def run_bundle(record: dict, data_root: str | None) -> GraphBundle:
     """The graph a run was trained on, checked against its fingerprint."""
     cfg = record["config"]
     bundle = load_dataset(cfg["dataset"], data_root or cfg["data_root"], cfg["split"], cfg["seed"],
@@ -150,7 +150,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     torch_device = resolve_device(device)
     record = _trained_record(run_dir)
     model, model_config = load_model(run_dir / MODEL_FILE)
-    bundle = bundle or _bundle_for(record, data_root)
+    bundle = bundle or run_bundle(record, data_root)
     x = (bundle.with_normalized_features() if record["config"].get("normalize_features") else bundle).data.x
     if model_config.in_channels != x.size(1):
         raise UserError(f"{run_dir / MODEL_FILE} expects {model_config.in_channels} input features; "

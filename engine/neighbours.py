@@ -49,11 +49,11 @@ def adjacency(run: Run, data_root: str | None = None) -> sp.csr_matrix:
     the run recorded) and checks its fingerprint. Raises ``UserError`` for a
     run of imported embeddings, which has no graph.
     """
-    from engine.embed import _bundle_for
+    from engine.embed import run_bundle
 
     if "config" not in run.record:
         raise UserError(f"{run.path} holds imported embeddings: it has no graph to take neighbours from")
-    bundle = _bundle_for(run.record, data_root)
+    bundle = run_bundle(run.record, data_root)
     edge_index = bundle.data.edge_index.numpy()
     n = bundle.data.num_nodes
     graph = sp.csr_matrix((np.ones(edge_index.shape[1], dtype=np.float32), (edge_index[0], edge_index[1])),

@@ -179,7 +179,6 @@ def test_export_offers_png_svg_and_html(app):
     assert [b.label for b in at.get("download_button")] == ["PNG", "SVG", "HTML report"]
     at.radio(key="export_view").set_value("Compare grid").run()
     assert not at.exception
-    assert "photo-sage · hidden1, hidden2, logits" not in at.caption[0].value     # layers listed once each
     assert "layer hidden1, hidden2, logits" in at.caption[0].value
 
 

@@ -26,7 +26,7 @@ mode = top[0].radio("Compare", ["layers of one run", "one layer across runs"], k
 layer_names = [entry["name"] for entry in run.layers]
 if mode == "layers of one run":
     if not st.session_state.compare_layers or not set(st.session_state.compare_layers) <= set(layer_names):
-        st.session_state.compare_layers = layer_names[1:COLUMNS + 1] if len(layer_names) > COLUMNS else layer_names
+        st.session_state.compare_layers = state.default_compare_layers(run, COLUMNS)
     top[1].multiselect("Layers", layer_names, key="compare_layers")
 else:
     if not st.session_state.compare_runs or not set(st.session_state.compare_runs) <= set(peers):

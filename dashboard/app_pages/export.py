@@ -23,7 +23,7 @@ if view == "Explore map":
     panels = [(run, layer, state.layouts(run, cfg)[layer])]
 else:
     if st.session_state.compare_mode == "layers of one run" and not st.session_state.compare_layers:
-        st.session_state.compare_layers = [e["name"] for e in run.layers][1:4]
+        st.session_state.compare_layers = state.default_compare_layers(run)
     panels = state.compare_panels(run, cfg)
 if not panels:
     st.info("Nothing to export yet: pick layers or runs on the Compare page.")
