@@ -107,7 +107,8 @@ def marker_size(num_points: int) -> float:
     return 7 if num_points < 3_000 else 5 if num_points < 20_000 else 3.5 if num_points < 80_000 else 2.5
 
 
-def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = MapStyle()) -> go.Figure:
+def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = MapStyle(),
+               layers: dict[str, np.ndarray] | None = None) -> go.Figure:
     """A WebGL scatter of one layout (``map_frame``), coloured by ``style.colour_by``.
 
     One legend entry per colour (category, predicted category, correct /
@@ -115,11 +116,23 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     hides its points, double-clicking isolates them. Every trace carries
     ``customdata`` columns (node, confidence, degree) as float32, exact for
     node ids below 2**24 (ogbn-products has 2.45M).
+
+    ``layers`` (name -> (n, 2) coordinates, row for row with ``frame``) are
+    the layouts of other layers of the same sample. Each map trace then
+    carries its points' coordinates in every one of them in
+    ``meta["layers"][name]`` as base64 float32 (``{"dtype", "bdata"}``, the
+    encoding plotly uses for data arrays), so ``plotly_map`` switches layer in
+    the browser without a new figure.
     """
     if style.colour_by not in COLOUR_MODES:
         raise ValueError(f"colour_by {style.colour_by!r}: choose from {', '.join(COLOUR_MODES)}")
+    layers = {name: np.asarray(xy, dtype=np.float32) for name, xy in (layers or {}).items()}
+    if any(len(xy) != len(frame) for xy in layers.values()):
+        raise ValueError("every layer's coordinates must have one row per row of the frame")
     if style.shown is not None:
-        frame = frame[frame["label"].isin(style.shown)]
+        keep = frame["label"].isin(style.shown).to_numpy()
+        frame = frame[keep]
+        layers = {name: xy[keep] for name, xy in layers.items()}
     palette = category_palette(len(class_names))
     has_prediction = bool((frame["prediction"] >= 0).any())
     colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
@@ -135,6 +148,7 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     order = np.lexsort([columns[key] for key in reversed(keys)])
     columns = {key: values[order] for key, values in columns.items()}
     xy = frame[["x", "y"]].to_numpy(np.float32)[order]
+    layers = {name: layer_xy[order] for name, layer_xy in layers.items()}
     custom = frame[["node", "confidence", "degree"]].to_numpy(np.float32)[order]
     log_degree = np.log10(1 + frame["degree"].to_numpy(np.float32))[order]
     selected = None if style.selected is None else np.isin(frame["node"].to_numpy()[order], style.selected)
@@ -157,6 +171,9 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
                      hovertemplate=_hover_template(values, class_names, has_prediction))
         if selected is not None:
             trace["selectedpoints"] = np.flatnonzero(selected[start:stop])
+        if layers:
+            trace["meta"] = {"layers": {name: {axis: _typed_array(layer_xy[start:stop, i]) for i, axis in
+                                               enumerate("xy")} for name, layer_xy in layers.items()}}
         traces.append(trace)
         legend_seen.add(name)
     for (label, nodes), symbol in zip((style.marks or {}).items(), MARK_SYMBOLS):
@@ -169,6 +186,14 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     figure = go.Figure(data=traces, _validate=False)
     _lay_out(figure, style)
     return figure
+
+
+def _typed_array(values: np.ndarray) -> dict:
+    """Plotly's base64 encoding of a float32 array, which plotly only applies
+    to data attributes by itself (``meta`` would travel as a JSON list)."""
+    import base64
+
+    return {"dtype": "f4", "bdata": base64.b64encode(np.ascontiguousarray(values, dtype="<f4")).decode()}
 
 
 def _legend_entry(colour_by: str, value, class_names: list[str], palette: list[str]) -> tuple[str, str]:

@@ -5,6 +5,7 @@ CI=true a missing browser fails instead."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 
@@ -57,11 +58,19 @@ def test_an_empty_runs_folder_builds_the_demo_and_shows_its_map(tmp_path):
         shot = f"{_screenshot_dir(tmp_path)}/demo-explore.png"
         page.screenshot(path=shot, full_page=True)
         legend = frame.locator(".legendtext").evaluate_all("nodes => nodes.map(n => n.textContent)")
+        # A layer button moves the points in the browser; the page's numbers follow.
+        frame.locator("#layers button", has_text="hidden1").click()
+        frame.wait_for_function("() => document.getElementById('map').dataset.layer === 'hidden1'", timeout=30_000)
+        layers = json.loads((runs / "demo-sage" / "run.json").read_text())["layers"]
+        knn = next(e for e in layers if e["name"] == "hidden1")["metrics"]["knn_acc"]
+        page.wait_for_selector(f"[data-testid='stMetricValue'] >> text='{knn:.3f}'", timeout=30_000)
+        title = frame.evaluate("() => document.getElementById('map')._fullLayout.title.text")
     print(f"\ntime to first map from an empty runs folder: {seconds:.1f} s (bar {FIRST_MAP_SECONDS} s); "
           f"{painted:.1%} of the map painted; screenshot {shot}")
     assert exceptions == 0, (tmp_path / "streamlit.log").read_text()[-3000:]
     assert (runs / "demo-sage" / "run.json").exists()
     assert legend == list(DEMO_CATEGORIES)
+    assert title == "demo-sage · hidden1"
     assert painted > 0.02, "the scatter canvas is blank"
     assert seconds < FIRST_MAP_SECONDS
 

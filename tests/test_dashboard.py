@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.figures import (MAX_TRACES, MapStyle, category_filter, category_palette, legend_entries, map_figure,
                                map_frame)
+from dashboard.plotly_map import map_file
 from dashboard.report import html_report, image_bytes, static_maps
 from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
 from engine.project import ProjectionConfig, project_layers
@@ -64,7 +65,8 @@ def _open(at: AppTest, page: str | None = None) -> AppTest:
 
 def _figures(at: AppTest) -> list[dict]:
     """Every figure on the page: maps (the plotly_map component) and charts."""
-    maps = [json.loads(json.loads(c.proto.json_args)["spec"]) for c in at.get("component_instance")]
+    maps = [json.loads(map_file(json.loads(c.proto.json_args)["version"]).read_text())
+            for c in at.get("component_instance")]
     return maps + [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
@@ -90,7 +92,7 @@ def test_a_broken_run_is_named_in_a_warning_and_the_rest_works(app):
 def test_explore_shows_the_layer_map_and_the_numbers_of_run_json(app, runs):
     at = _open(app)
     record = read_run(runs / "photo-sage").record
-    assert at.selectbox(key="layer").value == "hidden2"
+    assert at.session_state["layer"] == "hidden2"
     entry = next(e for e in record["layers"] if e["name"] == "hidden2")
     shown = {m.label: m.value for m in at.metric}
     assert shown["kNN acc."] == f"{entry['metrics']['knn_acc']:.3f}"
@@ -107,8 +109,19 @@ def test_explore_shows_the_layer_map_and_the_numbers_of_run_json(app, runs):
     for mode in ("prediction", "correct", "split", "degree"):
         at.selectbox(key="colour_by").set_value(mode).run()
         assert not at.exception, mode
-    at.selectbox(key="layer").set_value("input").run()
+    at.selectbox(key="colour_by").set_value("category").run()
+    [before] = [json.loads(c.proto.json_args) for c in at.get("component_instance")]
+    assert before["layer"] == "hidden2" and before["title"] == "photo-sage · {layer}"
+    assert before["layers"] == [e["name"] for e in record["layers"]]
+    # The map's layer buttons report the layer they moved the points to (what the browser sends).
+    at.session_state["explore_map"] = {"nodes": [], "layer": "input"}
+    at.run()
     assert at.metric[0].value == f"{record['layers'][0]['metrics']['knn_acc']:.3f}"
+    # A new layer is the same figure (every layer's coordinates are in it), shown at another layer.
+    [after] = [json.loads(c.proto.json_args) for c in at.get("component_instance")]
+    assert after["version"] == before["version"] and after["layer"] == "input"
+    [figure] = _figures(at)
+    assert set(figure["data"][0]["meta"]["layers"]) == {e["name"] for e in record["layers"]}
 
 
 def test_explore_legend_isolates_and_hides_categories(app):
@@ -216,6 +229,30 @@ def test_a_large_map_keeps_traces_few_and_hover_free_of_per_point_strings():
     assert len(figure.to_json()) < 40 * n      # float32 arrays in base64 and a template per trace; no strings
     assert [t.name for t in figure.data if t.showlegend] == names
     assert "click for its name" in " ".join(t.hovertemplate for t in figure.data)
+
+
+def test_a_map_carries_every_layers_coordinates_of_its_points():
+    rng = np.random.default_rng(1)
+    n, classes = 500, 6
+    labels = rng.integers(0, classes, n)
+    frame = pd.DataFrame({"node": rng.permutation(10 * n)[:n], "x": rng.normal(size=n).astype(np.float32),
+                          "y": rng.normal(size=n).astype(np.float32), "label": labels, "prediction": labels,
+                          "confidence": np.ones(n, np.float32), "correct": True, "split": rng.integers(0, 3, n),
+                          "degree": rng.integers(0, 50, n)})
+    other = rng.normal(size=(n, 2)).astype(np.float32)
+    where = dict(zip(frame["node"], other))
+    names = [f"category {i}" for i in range(classes)]
+    figure = map_figure(frame, names, MapStyle(shown={0, 2, 3}), layers={"here": frame[["x", "y"]], "other": other})
+    assert sum(len(t.x) for t in figure.data) == frame["label"].isin({0, 2, 3}).sum()
+    for trace in figure.data:
+        coordinates = {axis: np.frombuffer(base64.b64decode(spec["bdata"]), "<f4")
+                       for axis, spec in trace.meta["layers"]["other"].items()}
+        expected = [where[node] for node in trace.customdata[:, 0]]
+        assert np.array_equal(np.c_[coordinates["x"], coordinates["y"]], expected)
+        here = trace.meta["layers"]["here"]
+        assert np.array_equal(np.frombuffer(base64.b64decode(here["x"]["bdata"]), "<f4"), trace.x)
+    with pytest.raises(ValueError, match="one row per row"):
+        map_figure(frame, names, layers={"short": other[:10]})
 
 
 def test_static_export_has_title_legend_and_provenance(photo_run):

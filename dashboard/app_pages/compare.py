@@ -64,7 +64,7 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
                          matched=matched if search.strip() else None, height=height,
                          selected=selection if selection.size else None, legend=False)
         key = f"compare_panel_{index}"
-        chosen = plotly_map(map_figure(frame, class_names, style), key=key, config=MAP_CONFIG)
+        chosen = plotly_map(map_figure(frame, class_names, style), key=key, config=MAP_CONFIG).nodes
         layer_metrics_caption(panel_run, layer, layout, compact=True)
         # A panel whose selection changed since the last run sets the selection of all.
         if chosen != st.session_state.get(f"{key}_seen", []):

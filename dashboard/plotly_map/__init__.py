@@ -4,6 +4,12 @@ returning the node ids the user selected (box, lasso or click).
 It exists for speed: ``st.plotly_chart`` needs about 3 s to redraw a
 100,000-point WebGL map on 2 cores, plotly.js alone under 0.5 s. The figure is
 the same ``go.Figure``; only the wrapper differs.
+
+The figure's JSON does not travel in the component's arguments, which
+Streamlit sends again, whole, on every rerun: a 100,000-point map with every
+layer's coordinates is 7.5 MB, and resending it made a layer switch cost over
+a second. It is written once into the component's folder, named by its hash,
+and the iframe fetches it over HTTP when the hash changes.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,13 +27,16 @@ import plotly.graph_objects as go
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("index.html", "main.js")
+MAPS = "maps"               # the figures' JSON, in the component's folder
+KEEP_MAPS = 24              # files kept past ...
+KEEP_SECONDS = 15 * 60      # ... this age since last shown
 
 
 @lru_cache(maxsize=1)
 def _component():
-    """The component, served from a folder holding our two files and the
-    installed plotly package's ``plotly.min.js`` (4.6 MB, not kept in git).
-    The folder is made once per version of either, atomically."""
+    """The component and its folder: our two files, the installed plotly
+    package's ``plotly.min.js`` (4.6 MB, not kept in git) and ``maps/``. The
+    folder is made once per version of either, atomically."""
     import plotly
     import streamlit.components.v1 as components
 
@@ -39,18 +50,64 @@ def _component():
         for name in SOURCES:
             shutil.copy(HERE / name, staging / name)
         shutil.copy(plotly_js, staging / "plotly.min.js")
+        (staging / MAPS).mkdir()
         try:
             os.replace(staging, folder)
         except OSError:         # another process made it first
             shutil.rmtree(staging, ignore_errors=True)
-    return components.declare_component("plotly_map", path=str(folder))
+    return components.declare_component("plotly_map", path=str(folder)), folder
 
 
-def plotly_map(figure: go.Figure, key: str, config: dict) -> list[int]:
-    """Draw ``figure`` (its ``layout.height`` tall); returns the node ids
-    (``customdata[0]``) of the points selected in it, empty when none."""
-    spec = figure.to_json()
-    version = hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
-    height = figure.layout.height or 640
-    value = _component()(spec=spec, version=version, height=height, config=config, key=key, default=None)
-    return [int(node) for node in (value or {}).get("nodes", [])]
+def map_file(version: str) -> Path:
+    """Where the figure of ``version`` (as ``plotly_map`` names it) is served from."""
+    return _component()[1] / MAPS / f"{version}.json"
+
+
+def _publish(spec: str, version: str) -> None:
+    """Write the figure once (to a temporary name, then renamed, so the iframe
+    never reads half a file); mark it as in use; drop old ones beyond ``KEEP_MAPS``."""
+    path = map_file(version)
+    if path.exists():
+        os.utime(path)
+        return
+    staging = path.with_name(f".{version}.{os.getpid()}.tmp")
+    staging.write_text(spec)
+    os.replace(staging, path)
+    ages = {}
+    for other in path.parent.glob("*.json"):
+        try:
+            ages[other] = time.time() - other.stat().st_mtime
+        except OSError:         # removed by another session meanwhile
+            pass
+    for other in sorted(ages, key=ages.get)[KEEP_MAPS:]:
+        if ages[other] > KEEP_SECONDS:
+            other.unlink(missing_ok=True)
+
+
+@dataclass
+class MapEvent:
+    """What the user did in a map: the node ids selected (box, lasso or
+    click; empty when none) and the layer the map's buttons show (None when
+    it has none, or was never switched)."""
+
+    nodes: list[int]
+    layer: str | None
+
+
+def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | None = None,
+               layers: list[str] | None = None, title: str | None = None) -> MapEvent:
+    """Draw ``figure`` (a figure, or its JSON; ``layout.height`` tall, 640
+    when unset).
+
+    When the figure's traces carry other layers' coordinates (``map_figure``'s
+    ``layers``), ``layer`` names the one to show and ``layers`` the ones the
+    map offers as buttons above it: a button moves the points in the browser
+    and then reports the layer. ``title`` replaces the figure's title, with
+    ``{layer}`` standing for the layer shown.
+    """
+    spec = figure if isinstance(figure, str) else figure.to_json()
+    version = hashlib.blake2b(spec.encode(), digest_size=16).hexdigest()
+    _publish(spec, version)
+    value = _component()[0](url=f"{MAPS}/{version}.json", version=version, config=config, layer=layer,
+                            layers=layers, title=title, key=key, default=None) or {}
+    return MapEvent([int(node) for node in value.get("nodes", [])], value.get("layer"))
