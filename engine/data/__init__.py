@@ -14,6 +14,7 @@ import torch
 
 from engine.data.bundle import GraphBundle, edge_homophily, graph_fingerprint
 from engine.data.loaders import load_amazon, load_ogb, load_planetoid, load_table_graph
+from engine.data.products import load_synthetic_products
 from engine.data.splits import DEFAULT_SPLIT, parse_split, stratified_split
 from engine.data.synthetic import demo_graph
 from engine.errors import UserError
@@ -31,7 +32,9 @@ DATASETS: dict[str, Callable] = {
     "pubmed": partial(load_planetoid, name="pubmed"),
     "ogbn-products": partial(load_ogb, name="ogbn-products"),
     "ogbn-arxiv": partial(load_ogb, name="ogbn-arxiv"),
+    "synthetic-products": load_synthetic_products,
 }
+SCALABLE = ("synthetic-products",)     # generated datasets: reader(root, scale=...)
 TABLE_FORMATS = ("csv", "parquet")
 
 
@@ -45,7 +48,7 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None,
-                 seed: int = 0, largest_component: bool = False) -> GraphBundle:
+                 seed: int = 0, largest_component: bool = False, scale: float = 1.0) -> GraphBundle:
     """Load a dataset by name and split it.
 
     Args:
@@ -57,12 +60,18 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
         largest_component: keep only the largest connected component, as
             Shchur et al. evaluate (Amazon Photo: 7,487 of 7,650 nodes); the
             bundle's ``node_ids`` then map its nodes to the full graph's.
+        scale: size of a generated dataset (``synthetic-products``) relative to
+            the full one; 0.1 is a tenth of the nodes and edges.
     """
     if split is not None:
         parse_split(split)  # fail on a bad spec before reading any file
+    if scale != 1.0 and name not in SCALABLE:
+        raise UserError(f"--scale applies to {', '.join(SCALABLE)}, not {name}")
     fmt, _, folder = name.partition(":")
     if folder and fmt in TABLE_FORMATS:
         data, class_names, official = load_table_graph(Path(folder).expanduser(), fmt)
+    elif name in SCALABLE:
+        data, class_names, official = DATASETS[name](data_root(root), scale=scale)
     elif name in DATASETS:
         data, class_names, official = DATASETS[name](data_root(root))
     else:
@@ -72,6 +81,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
         raise UserError(f"{name}: label {int(data.y.max())} has no class name "
                         f"({len(class_names)} names)")
     node_ids = None
+    if largest_component and "edge_index" not in data:
+        raise UserError(f"--largest-component is not available for {name}")
     if largest_component:
         full_size = data.num_nodes
         data, node_ids = _largest_component(data)

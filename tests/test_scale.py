@@ -1,0 +1,102 @@
+"""synthetic-products: the generator's shape, and the whole pipeline at a tenth
+of ogbn-products' size (train, embed, project, read back as the dashboard does)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data import load_dataset
+from engine.data.products import NUM_EDGES, NUM_NODES
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private generator cache, so tests never read one a user made."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAYERSCOPE_CACHE", str(path))
+        yield path
+
+
+def test_synthetic_products_has_the_real_labels_and_the_shape_asked_for(shared_data, cache):
+    bundle = load_dataset("synthetic-products", shared_data, scale=0.01)
+    data, adj_t = bundle.data, bundle.adj_t
+    n = round(NUM_NODES * 0.01)
+    assert bundle.num_nodes == n and "edge_index" not in data
+    assert adj_t.col_indices().dtype == torch.int32
+    # Exactly the scaled edge count, both directions, no self-loops or repeats.
+    assert bundle.num_edges == 2 * round(NUM_EDGES * 0.01)
+    edge_index = bundle.edge_index()
+    assert not bool((edge_index[0] == edge_index[1]).any())
+    keys = edge_index[0] * n + edge_index[1]
+    assert keys.unique().numel() == keys.numel()
+    assert torch.equal((edge_index[1] * n + edge_index[0]).sort().values, keys.sort().values)
+
+    y = data.y.numpy()
+    homophily = float((data.y[edge_index[0]] == data.y[edge_index[1]]).float().mean())
+    assert 0.75 <= homophily <= 0.85, homophily
+    degree = bundle.degree()
+    assert degree.max() > 20 * degree.mean(), "degrees should be heavy-tailed"
+    assert bundle.class_names[0] == "Home & Kitchen" and len(bundle.class_names) == 47
+
+    # The real category distribution: Books (4) is the largest class, as in ogbn-products.
+    assert np.bincount(y).argmax() == 4 and bundle.class_names[4] == "Books"
+    # The real split proportions: 8% train, 1.6% valid, the rest test.
+    sizes = {k: v.numel() / n for k, v in bundle.split.items()}
+    assert abs(sizes["train"] - 0.0803) < 0.01 and abs(sizes["val"] - 0.0161) < 0.005, sizes
+    assert sum(v.numel() for v in bundle.split.values()) == n
+
+    # Class-conditional features: class means differ far more than noise would make them.
+    means = np.stack([data.x.numpy()[y == c].mean(0) for c in (4, 7)])
+    assert np.linalg.norm(means[0] - means[1]) > 0.5
+
+
+def test_synthetic_products_is_cached_and_deterministic(shared_data, cache):
+    first = load_dataset("synthetic-products", shared_data, scale=0.01)
+    folders = list((cache / "synthetic-products").iterdir())
+    assert len(folders) == 1 and (folders[0] / "meta.json").exists()
+    again = load_dataset("synthetic-products", shared_data, scale=0.01)
+    assert again.fingerprint == first.fingerprint
+
+    from engine.data.products import build
+    rebuilt = cache / "rebuilt"
+    build(rebuilt, shared_data, 0.01, progress=False)
+    for key in ("col", "x", "y"):
+        assert np.array_equal(np.load(rebuilt / f"{key}.npy"), np.load(folders[0] / f"{key}.npy")), key
+
+
+def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, cache, tmp_path):
+    """ogbn-products at a tenth (244,903 nodes, 12.4M directed edges): one
+    epoch of the reference recipe, float16 dumps, a projection, the dashboard's reader."""
+    from engine.project import ProjectionConfig, project_layers
+    from engine.runs import read_run, scan_runs
+    from engine.train import TrainConfig, train_run
+
+    start = time.perf_counter()
+    cfg = TrainConfig(dataset="synthetic-products", scale=0.1, model="sage", epochs=1, fanout=[15, 10, 5],
+                      sampler="builtin", data_root=str(shared_data))
+    record = train_run(cfg, tmp_path, "products", progress=False, dtype="float16")
+    run = read_run(tmp_path / "products")
+    assert record["dataset"]["num_nodes"] == 244_903 and record["training"]["mode"] == "sampled"
+    # One epoch on features that alone say little: well above the 27% of always guessing Books.
+    assert record["metrics"]["test_acc"] > 0.5, record["metrics"]
+    names = [layer["name"] for layer in run.layers]
+    assert names == ["input", "hidden1", "hidden2", "logits"]
+    assert all(run.layer(name).dtype == np.float16 for name in names)
+    assert run.layer("hidden1").shape == (244_903, 256)
+
+    layouts = project_layers(run, ["hidden1", "logits"], ProjectionConfig(sample=10_000), progress=False)
+    for layout in layouts:      # the category-stratified sample keeps at least one node of every category
+        assert abs(layout.nodes.size - 10_000) <= 47 and layout.xy.shape == (layout.nodes.size, 2)
+        assert np.isfinite(layout.xy).all() and np.array_equal(layout.nodes, layouts[0].nodes)
+    runs, broken = scan_runs(tmp_path)
+    assert [r.name for r in runs] == ["products"] and not broken
+    nodes = runs[0].nodes()
+    assert len(nodes) == 244_903 and nodes["degree"].sum() == record["dataset"]["num_edges"]
+    assert json.loads((tmp_path / "products" / "run.json").read_text())["layers"][1]["dtype"] == "float16"
+    assert time.perf_counter() - start < 300
