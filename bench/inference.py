@@ -71,6 +71,7 @@ def _inputs(folder: Path):
 
 def ours(folder: Path) -> dict:
     sys.path.insert(0, str(REPO))
+    from engine.data.bundle import adjacency
     from engine.layerwise import layerwise
     from engine.runs import atomic_save_npy
 
@@ -80,7 +81,7 @@ def ours(folder: Path) -> dict:
     before = _reset_peak()
     start = time.perf_counter()
     atomic_save_npy(out_dir / "input.npy", x.numpy())
-    for name, h in layerwise(model, x, edge_index, progress=False):
+    for name, h in layerwise(model, x, adjacency(edge_index, x.size(0)), progress=False):
         atomic_save_npy(out_dir / f"{name}.npy", h.numpy())
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak": _status("VmHWM"), "before": before, "last": str(out_dir / "logits.npy")}

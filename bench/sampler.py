@@ -115,6 +115,7 @@ def to_csc(edge_index: torch.Tensor, num_nodes: int) -> tuple[np.ndarray, np.nda
 
 
 def bench_graph(name: str, edge_index: torch.Tensor, num_nodes: int) -> dict:
+    from engine.models import adjacency
     from engine.sampler import NeighborSampler
 
     batches = seed_batches(num_nodes)
@@ -130,7 +131,7 @@ def bench_graph(name: str, edge_index: torch.Tensor, num_nodes: int) -> dict:
                  f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
     ref = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    sampler = NeighborSampler(edge_index, num_nodes, FANOUT, seed=0)
+    sampler = NeighborSampler(adjacency(edge_index, num_nodes), FANOUT, seed=0)
     ours = timed(lambda seeds: sampler.sample(seeds).n_id.numel(), batches)
     return {"graph": name, "nodes": num_nodes, "edges": edge_index.size(1), "ours": ours, "ref": ref}
 

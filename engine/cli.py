@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--largest-component", action="store_true",
                        help="train and evaluate on the largest connected component only, as "
                             "Shchur et al. do")
+    train.add_argument("--scale", type=float, default=d.scale,
+                       help="synthetic-products only: its size relative to ogbn-products (0.1: a tenth)")
     train.add_argument("--fanout", type=_int_list, default=None, metavar="15,10,5",
                        help="neighbours sampled per layer: train in mini-batches (default: full-batch "
                             "when the graph fits in memory, else 15,10,5)")
@@ -220,7 +222,8 @@ def _train(args: argparse.Namespace) -> int:
                       hidden_channels=args.hidden, num_layers=args.layers, out_channels=args.out_channels,
                       lr=args.lr, weight_decay=args.weight_decay, weight_decay_on=args.weight_decay_on,
                       dropout=args.dropout, input_dropout=args.input_dropout, l2_normalize=args.l2_normalize,
-                      split=args.split, largest_component=args.largest_component, fanout=args.fanout,
+                      split=args.split, largest_component=args.largest_component, scale=args.scale,
+                      fanout=args.fanout,
                       batch_size=args.batch_size, sampler=args.sampler, patience=args.patience,
                       monitor=args.monitor, seed=args.seed, device=args.device, amp=not args.no_amp,
                       normalize_features=args.normalize_features, data_root=args.data_root)

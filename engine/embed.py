@@ -71,12 +71,16 @@ class _LayerWriter:
         self.sample = quality_sample(labels, split)
         self.entries: list[dict] = []
         self.cka_rows: list[np.ndarray] = []
+        self.scoring_seconds = 0.0
 
     def add(self, name: str, values: np.ndarray) -> None:
         file = f"{LAYERS_DIR}/{name}.npy"
         atomic_save_npy(self.dir / f"{name}.npy", values.astype(self.dtype, copy=False))
+        start = time.perf_counter()
+        metrics = layer_quality(values, self.labels, self.sample)
+        self.scoring_seconds += time.perf_counter() - start
         self.entries.append({"name": name, "file": file, "dim": int(values.shape[1]), "dtype": self.dtype,
-                             "metrics": layer_quality(values, self.labels, self.sample)})
+                             "metrics": metrics})
         self.cka_rows.append(np.asarray(values[self.sample["eval"]], dtype=np.float32))
 
     def finish(self) -> dict:
@@ -86,7 +90,9 @@ class _LayerWriter:
         for stale in self.dir.iterdir():
             if stale.name not in kept:
                 stale.unlink()
+        start = time.perf_counter()
         matrix = cka_matrix(self.cka_rows, self.cka_rows, np.arange(len(self.sample["eval"])))
+        self.scoring_seconds += time.perf_counter() - start
         return {"layers": self.entries,
                 "layer_cka": {"layers": [e["name"] for e in self.entries], "matrix": matrix.round(6).tolist(),
                               "nodes": len(self.sample["eval"])}}
@@ -113,7 +119,7 @@ def run_bundle(record: dict, data_root: str | None) -> GraphBundle:
     """The graph a run was trained on, checked against its fingerprint."""
     cfg = record["config"]
     bundle = load_dataset(cfg["dataset"], data_root or cfg["data_root"], cfg["split"], cfg["seed"],
-                          cfg.get("largest_component", False))
+                          cfg.get("largest_component", False), cfg.get("scale", 1.0))
     if bundle.fingerprint != record["dataset"]["fingerprint"]:
         raise UserError(f"{cfg['dataset']} under this data root is not the graph the run was trained on "
                         f"(fingerprint {bundle.fingerprint}, the run has {record['dataset']['fingerprint']})")
@@ -164,7 +170,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     writer.add("input", x.numpy())
     model.to(torch_device)
     last = None
-    for name, out in layerwise(model, x.to(torch_device), bundle.data.edge_index, block_rows, progress):
+    for name, out in layerwise(model, x.to(torch_device), bundle.adj_t.to(torch_device), block_rows, progress):
         last = out.cpu()
         writer.add(name, last.numpy())
     layers = writer.finish()
@@ -177,14 +183,15 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
         probabilities = _probe_probabilities(last.numpy(), labels, writer.sample["train"], bundle.num_classes)
         predicted_by = f"linear probe on {layers['layers'][-1]['name']}"
     node_ids = (bundle.node_ids if bundle.node_ids is not None else torch.arange(bundle.num_nodes)).numpy()
-    degree = np.bincount(bundle.data.edge_index[1].numpy(), minlength=bundle.num_nodes)
+    degree = bundle.degree()
     _write_nodes(run_dir / NODES_FILE, node_ids, labels, bundle.class_names, split, degree, probabilities)
 
     record.update(layers)
     record["schema_version"] = SCHEMA_VERSION
     record["nodes"] = {"file": NODES_FILE, "predicted_by": predicted_by}
     record["embedding"] = {"device": device_name(torch_device), "graph": "full", "block_rows": block_rows,
-                           "seconds": round(time.perf_counter() - start, 3)}
+                           "seconds": round(time.perf_counter() - start, 3),
+                           "scoring_seconds": round(writer.scoring_seconds, 3)}
     atomic_write_json(run_dir / RUN_FILE, record)
     (run_dir / PENDING_FILE).unlink(missing_ok=True)
     return record
@@ -218,13 +225,13 @@ def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dt
     if run_dir.exists():
         raise UserError(f"run folder {run_dir} already exists; pick another --name")
     _, model_config = load_model(checkpoint)     # loading checks the weights fit the config
-    config = {"dataset": None, "split": None, "seed": 0, "largest_component": False, "data_root": None,
+    config = {"dataset": None, "split": None, "seed": 0, "largest_component": False, "scale": 1.0, "data_root": None,
               "normalize_features": False, **(read_train_config(checkpoint) or {}),
               **{k: v for k, v in overrides.items() if v is not None}}
     if config["dataset"] is None:
         raise UserError(f"{checkpoint} does not say which dataset it was trained on; give --dataset")
     bundle = load_dataset(config["dataset"], config["data_root"], config["split"], config["seed"],
-                          config["largest_component"])
+                          config["largest_component"], config["scale"])
     if model_config.in_channels != bundle.data.num_features:
         raise UserError(f"{checkpoint} is a {model_config.model} for {model_config.in_channels} input "
                         f"features; {bundle.name} has {bundle.data.num_features}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GCNConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
@@ -26,7 +27,7 @@ from torch_geometric.nn.models.basic_gnn import BasicGNN
 from torch_geometric.utils import spmm
 from tqdm.auto import tqdm
 
-from engine.models import GVAE, adjacency
+from engine.models import GVAE
 
 DEFAULT_BLOCK_ROWS = 65_536
 
@@ -70,12 +71,30 @@ def _blocks(num_rows: int, block_rows: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + block_rows, num_rows)
 
 
+def _narrows(conv: SAGEConv) -> bool:
+    """Whether ``conv`` computes fewer output than input channels with a
+    linear aggregation, so transforming before aggregating is cheaper."""
+    return (conv.out_channels < conv.in_channels and not conv.project
+            and isinstance(conv.aggr, str) and conv.aggr in ("mean", "sum", "add"))
+
+
 def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int,
                 normalized: dict) -> Tensor:
     """``conv(x, adj_t)`` for every node, computed one block of rows at a time."""
     num_nodes = adj_t.size(0)
     out = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
-    if isinstance(conv, SAGEConv):
+    if isinstance(conv, SAGEConv) and _narrows(conv):
+        # A layer that narrows (hidden -> logits): transform, then aggregate the
+        # narrower rows; mean_j(x_j) W = mean_j(x_j W), so the result is the same.
+        h = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
+        for start, stop in _blocks(num_nodes, block_rows):
+            h[start:stop] = x[start:stop] @ conv.lin_l.weight.t()
+        for start, stop in _blocks(num_nodes, block_rows):
+            block = spmm(_row_block(adj_t, start, stop), h, reduce=conv.aggr) + conv.lin_l.bias
+            if conv.root_weight:
+                block += conv.lin_r(x[start:stop])
+            out[start:stop] = F.normalize(block, p=2.0, dim=-1) if conv.normalize else block
+    elif isinstance(conv, SAGEConv):
         # Bipartite call: all nodes as sources, the block's rows as targets.
         for start, stop in _blocks(num_nodes, block_rows):
             out[start:stop] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
@@ -100,14 +119,15 @@ def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int
 
 
 @torch.no_grad()
-def layerwise(model: torch.nn.Module, x: Tensor, edge_index: Tensor, block_rows: int = DEFAULT_BLOCK_ROWS,
+def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int = DEFAULT_BLOCK_ROWS,
               progress: bool = True) -> Iterator[tuple[str, Tensor]]:
     """Yield ``(name, output)`` for every layer of ``model``, in order.
 
     Args:
         model: any model of ``MODELS``; put in eval mode for the duration.
         x: (N, in_channels) input features, on the device to compute on.
-        edge_index: (2, E) graph (both directions of undirected edges).
+        adj_t: the graph as ``engine.data.bundle.adjacency`` gives it (both
+            directions of undirected edges), on ``x``'s device.
         block_rows: target rows per block; bounds the memory of one step.
 
     Yields:
@@ -116,7 +136,6 @@ def layerwise(model: torch.nn.Module, x: Tensor, edge_index: Tensor, block_rows:
         layer's input, so a caller that writes it out can drop it.
     """
     layers = layers_of(model)
-    adj_t = adjacency(edge_index.to(x.device), x.size(0))
     was_training = model.training
     model.eval()
     normalized: dict = {}

@@ -53,13 +53,10 @@ def adjacency(run: Run, data_root: str | None = None) -> sp.csr_matrix:
 
     if "config" not in run.record:
         raise UserError(f"{run.path} holds imported embeddings: it has no graph to take neighbours from")
-    bundle = run_bundle(run.record, data_root)
-    edge_index = bundle.data.edge_index.numpy()
-    n = bundle.data.num_nodes
-    graph = sp.csr_matrix((np.ones(edge_index.shape[1], dtype=np.float32), (edge_index[0], edge_index[1])),
-                          shape=(n, n))
-    graph.sum_duplicates()
-    return graph
+    adj_t = run_bundle(run.record, data_root).adj_t      # symmetric: row i holds i's neighbours
+    col = adj_t.col_indices().numpy()
+    return sp.csr_matrix((np.ones(col.size, dtype=np.float32), col, adj_t.crow_indices().numpy()),
+                         shape=tuple(adj_t.shape))
 
 
 def graph_neighbours(graph: sp.csr_matrix, node: int) -> np.ndarray:

@@ -15,7 +15,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from engine.data import GraphBundle
-from engine.models import adjacency
+from engine.data.bundle import adjacency
+from engine.models import forward_sampled
 from engine.sampler import neighbor_batches
 
 
@@ -48,8 +49,8 @@ class Supervised:
         self.sampler, self.seed, self.amp = sampler, seed, amp
         self.split = bundle.split
         self.x, self.y = data.x, data.y
-        self.edge_index, self.num_nodes = data.edge_index, data.num_nodes
-        self.adj_t = adjacency(data.edge_index, data.num_nodes).to(device)
+        self.graph = bundle.adj_t                   # sampled from on the CPU
+        self.adj_t = bundle.adj_t.to(device)        # the same tensor on CPU runs
         self.x_dev = data.x.to(device)
         self.evaluator = None
         if bundle.name.startswith("ogbn-"):
@@ -68,20 +69,21 @@ class Supervised:
             return float(loss.detach())
 
         total, count = 0.0, 0
-        batches = neighbor_batches(self.edge_index, self.num_nodes, self.split["train"], self.fanout,
-                                   self.batch_size, shuffle=True, seed=self.seed * 100_003 + epoch,
-                                   sampler=self.sampler)
+        batches = neighbor_batches(self.graph, self.split["train"], self.fanout, self.batch_size,
+                                   shuffle=True, seed=self.seed * 100_003 + epoch, sampler=self.sampler)
         num_batches = -(-self.split["train"].numel() // self.batch_size)
         for batch in tqdm(batches, total=num_batches, desc=f"epoch {epoch}", leave=False,
                           disable=num_batches < 20):
             x = self.x[batch.n_id].to(self.device, non_blocking=True)
             y = self.y[batch.n_id[:batch.batch_size]].to(self.device, non_blocking=True)
+            edge_index = batch.edge_index.to(self.device)
             optimizer.zero_grad()
-            trim = {"num_sampled_nodes_per_hop": batch.num_sampled_nodes,
-                    "num_sampled_edges_per_hop": batch.num_sampled_edges} if self.trim else {}
             with _autocast(self.device, self.amp):
-                out = model(x, batch.edge_index.to(self.device), **trim)[:batch.batch_size]
-                loss = F.cross_entropy(out.float(), y)
+                if self.trim:
+                    out = forward_sampled(model, x, edge_index, batch.num_sampled_nodes, batch.num_sampled_edges)
+                else:
+                    out = model(x, edge_index)
+                loss = F.cross_entropy(out[:batch.batch_size].float(), y)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * batch.batch_size
@@ -90,9 +92,13 @@ class Supervised:
 
     @torch.no_grad()
     def logits(self, model: torch.nn.Module) -> Tensor:
-        """(N, num_classes) logits of every node, full graph, eval mode."""
-        model.eval()
-        return model(self.x_dev, self.adj_t).float().cpu()
+        """(N, num_classes) logits of every node, full graph, eval mode:
+        layer-wise in row blocks, so evaluating holds one layer at a time."""
+        from engine.layerwise import layerwise
+
+        for _, out in layerwise(model, self.x_dev, self.adj_t, progress=False):
+            pass
+        return out.float().cpu()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
@@ -144,7 +150,7 @@ class VariationalAutoencoding:
         torch.manual_seed(seed)
         split = RandomLinkSplit(num_val=0.05, num_test=0.05, is_undirected=True, split_labels=True,
                                 add_negative_train_samples=False)
-        train, val, test = split(Data(edge_index=data.edge_index, num_nodes=data.num_nodes))
+        train, val, test = split(Data(edge_index=bundle.edge_index(), num_nodes=data.num_nodes))
         self.device, self.num_nodes = device, data.num_nodes
         self.x_dev = data.x.to(device)
         self.adj_t = adjacency(train.edge_index, data.num_nodes).to(device)   # held-out edges unseen

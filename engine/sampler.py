@@ -54,22 +54,21 @@ class NeighborSampler:
     hop h, without replacement, for whole batches at once.
 
     Args:
-        edge_index: (2, E) int64; neighbours of node i are the sources of edges into i.
-        num_nodes: N.
+        adj_t: the graph as ``engine.data.bundle.adjacency`` gives it: CSR, row
+            i lists the in-neighbours of node i (int32 or int64 indices; read,
+            never copied, so a memory-mapped graph stays mapped).
         num_neighbors: fan-out per hop, e.g. [15, 10, 5].
         seed: seeds the sampler's own generator.
     """
 
-    def __init__(self, edge_index: Tensor, num_nodes: int, num_neighbors: list[int], seed: int = 0):
-        order = torch.argsort(edge_index[1], stable=True)
-        self.col = edge_index[0, order].contiguous()          # sources, grouped by target
-        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-        torch.cumsum(torch.bincount(edge_index[1], minlength=num_nodes), 0, out=self.rowptr[1:])
+    def __init__(self, adj_t: Tensor, num_neighbors: list[int], seed: int = 0):
+        self.rowptr = adj_t.crow_indices().long()
+        self.col = adj_t.col_indices()
         self.num_neighbors = list(num_neighbors)
         self.generator = torch.Generator().manual_seed(seed)
         # Global id -> local id in the batch being built, -1 when absent; reset
         # after every batch, so it costs one pass over the batch, not over N.
-        self._local = torch.full((num_nodes,), -1, dtype=torch.long)
+        self._local = torch.full((adj_t.size(0),), -1, dtype=torch.long)
 
     def _pick(self, nodes: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """Positions in ``col`` of up to k distinct neighbours of each node, and
@@ -130,7 +129,7 @@ class NeighborSampler:
         total = seeds.numel()
         for k in self.num_neighbors:
             pos, owner = self._pick(frontier, k)
-            nbr = self.col[pos]
+            nbr = self.col[pos].long()
             new = torch.unique(nbr[local[nbr] < 0])
             local[new] = torch.arange(total, total + new.numel())
             rows.append(local[nbr])
@@ -145,8 +144,8 @@ class NeighborSampler:
         return SampledBatch(n_id, edge_index, seeds.numel(), num_nodes, num_edges)
 
 
-def neighbor_batches(edge_index: Tensor, num_nodes: int, input_nodes: Tensor, num_neighbors: list[int],
-                     batch_size: int, shuffle: bool, seed: int, sampler: str = "auto") -> Iterator[SampledBatch]:
+def neighbor_batches(adj_t: Tensor, input_nodes: Tensor, num_neighbors: list[int], batch_size: int,
+                     shuffle: bool, seed: int, sampler: str = "auto") -> Iterator[SampledBatch]:
     """Mini-batches of ``input_nodes`` with their sampled neighbourhoods.
 
     A fresh call per epoch reshuffles (with ``seed`` mixed into the order).
@@ -155,15 +154,18 @@ def neighbor_batches(edge_index: Tensor, num_nodes: int, input_nodes: Tensor, nu
         from torch_geometric.data import Data
         from torch_geometric.loader import NeighborLoader
 
+        from engine.data.bundle import csr_edge_index
+
         torch.manual_seed(seed)
-        loader = NeighborLoader(Data(edge_index=edge_index, num_nodes=num_nodes), num_neighbors=num_neighbors,
+        graph = Data(edge_index=csr_edge_index(adj_t), num_nodes=adj_t.size(0))
+        loader = NeighborLoader(graph, num_neighbors=num_neighbors,
                                 input_nodes=input_nodes, batch_size=batch_size, shuffle=shuffle)
         for b in loader:
             yield SampledBatch(b.n_id, b.edge_index, b.batch_size, list(b.num_sampled_nodes),
                                list(b.num_sampled_edges))
         return
 
-    builtin = NeighborSampler(edge_index, num_nodes, num_neighbors, seed)
+    builtin = NeighborSampler(adj_t, num_neighbors, seed)
     order = input_nodes[torch.randperm(input_nodes.numel(), generator=builtin.generator)] if shuffle else input_nodes
     for chunk in order.split(batch_size):
         yield builtin.sample(chunk)

@@ -51,6 +51,7 @@ class TrainConfig:
     l2_normalize: bool = False         # sage: unit-norm layer outputs (GraphSAGE paper)
     split: str | None = None           # None: the official split, else 60/20/20
     largest_component: bool = False    # keep only the largest connected component (Shchur et al.)
+    scale: float = 1.0                 # size of a generated dataset (synthetic-products), 0 < scale <= 1
     fanout: list[int] | None = None    # None: full-batch when the graph fits in memory
     batch_size: int = 1024             # seed nodes per mini-batch
     sampler: str = "auto"              # auto | builtin | pyg
@@ -122,7 +123,7 @@ def fits_full_batch(bundle: GraphBundle, cfg: TrainConfig, device: torch.device)
     sparse adjacency (12 bytes an edge) plus activations, their gradients and
     dropout masks for every layer (about 4 float32 copies of N x width)."""
     widths = cfg.hidden_channels * cfg.num_layers + bundle.data.num_features
-    need = 12 * bundle.data.edge_index.size(1) + 16 * bundle.num_nodes * widths
+    need = 12 * bundle.num_edges + 16 * bundle.num_nodes * widths
     return need < _free_memory(device) // 2
 
 
@@ -289,7 +290,7 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
         raise UserError(f"run folder {run_dir} already exists; {hint}")
 
     resolve_device(cfg.device)
-    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component)
+    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component, cfg.scale)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         run = fit(cfg, bundle, run_dir, resume=resume, progress=progress)

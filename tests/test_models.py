@@ -7,7 +7,8 @@ import torch
 
 from engine.errors import UserError
 from engine.layerwise import layerwise
-from engine.models import MODELS, ModelConfig, adjacency, build_model, load_model, save_model
+from engine.models import (MODELS, ModelConfig, adjacency, build_model, dropout, forward_sampled, load_model,
+                           save_model)
 from engine.sampler import NeighborSampler
 
 MODEL_NAMES = ["sage", "gcn", "gvae"]
@@ -15,7 +16,8 @@ MODEL_NAMES = ["sage", "gcn", "gvae"]
 
 def layer_outputs(model, x, edge_index, block_rows=1_000):
     """Every layer's output, in blocks smaller than the graph."""
-    return [h for _, h in layerwise(model, x, edge_index, block_rows, progress=False)]
+    adj_t = adjacency(edge_index, x.size(0))
+    return [h for _, h in layerwise(model, x, adj_t, block_rows, progress=False)]
 
 
 def _model(name, photo, seed=0):
@@ -41,13 +43,25 @@ def test_layer_outputs_end_with_forward_on_amazon_photo(photo, name):
 @pytest.mark.parametrize("name", [n for n, spec in MODELS.items() if spec.trims])
 def test_trimmed_sampled_forward_equals_the_untrimmed_one(photo, name):
     model = _model(name, photo).eval()
-    b = NeighborSampler(photo.data.edge_index, photo.num_nodes, [15, 10, 5]).sample(torch.arange(256))
+    b = NeighborSampler(photo.adj_t, [15, 10, 5]).sample(torch.arange(256))
     x = photo.data.x[b.n_id]
     with torch.no_grad():
         full = model(x, b.edge_index)[:b.batch_size]
-        trimmed = model(x, b.edge_index, num_sampled_nodes_per_hop=b.num_sampled_nodes,
-                        num_sampled_edges_per_hop=b.num_sampled_edges)[:b.batch_size]
+        trimmed = forward_sampled(model, x, b.edge_index, b.num_sampled_nodes, b.num_sampled_edges)
+    assert trimmed.size(0) == b.batch_size          # the last layer computed the seeds only
     assert torch.allclose(full, trimmed, atol=1e-5)
+
+
+def test_dropout_zeroes_p_of_the_entries_and_keeps_the_mean():
+    x = torch.ones(1000, 500)
+    torch.manual_seed(0)
+    a = dropout(x, 0.3)
+    assert abs(float((a == 0).float().mean()) - 0.3) < 0.005
+    assert abs(float(a.mean()) - 1.0) < 0.01 and torch.allclose(a[a != 0], torch.full_like(a[a != 0], 1 / 0.7))
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, 0.3), a)                  # torch's seed fixes the mask
+    assert not torch.equal(dropout(x, 0.3), a)
+    assert dropout(x, 0.3, training=False) is x
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -13,7 +13,7 @@ FANOUT = [15, 10, 5]
 
 @pytest.fixture(scope="module")
 def batch(photo):
-    sampler = NeighborSampler(photo.data.edge_index, photo.num_nodes, FANOUT, seed=0)
+    sampler = NeighborSampler(photo.adj_t, FANOUT, seed=0)
     seeds = torch.randperm(photo.num_nodes, generator=torch.Generator().manual_seed(0))[:1024]
     return seeds, sampler.sample(seeds)
 
@@ -56,7 +56,7 @@ def test_neighbour_choice_is_uniform(photo, k, degree_range):
     the random-key path (k < degree <= 2k) and the redraw path (degree > 2k)."""
     degree = torch.bincount(photo.data.edge_index[1], minlength=photo.num_nodes)
     node = int(((degree >= degree_range[0]) & (degree <= degree_range[1])).nonzero()[0])
-    sampler = NeighborSampler(photo.data.edge_index, photo.num_nodes, [k], seed=1)
+    sampler = NeighborSampler(photo.adj_t, [k], seed=1)
     trials = 4000
     counts = torch.zeros(photo.num_nodes)
     for _ in range(trials):
@@ -70,7 +70,7 @@ def test_neighbour_choice_is_uniform(photo, k, degree_range):
 
 def test_batches_cover_every_input_node_once(photo):
     train = photo.split["train"]
-    batches = list(neighbor_batches(photo.data.edge_index, photo.num_nodes, train, FANOUT,
+    batches = list(neighbor_batches(photo.adj_t, train, FANOUT,
                                     batch_size=64, shuffle=True, seed=0, sampler="builtin"))
     seeds = torch.cat([b.n_id[:b.batch_size] for b in batches])
     assert torch.equal(seeds.sort().values, train)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 from torch_geometric.data import Data
+from torch_geometric.utils import to_torch_csr_tensor
 
 
 @dataclass
@@ -17,8 +20,10 @@ class GraphBundle:
 
     Attributes:
         name: dataset name as the CLI accepts it (``amazon-photo``, ``csv:DIR``).
-        data: PyG ``Data`` with ``x`` (N, F) float32, ``edge_index`` (2, E) int64
-            (both directions of every undirected edge), ``y`` (N,) int64.
+        data: PyG ``Data`` with ``x`` (N, F) float32, ``y`` (N,) int64 and the
+            graph (both directions of every undirected edge) as ``edge_index``
+            (2, E) int64, or, for graphs too large to keep one, only as
+            ``adj_t`` (see ``adjacency``).
         split: ``{"train", "val", "test"}`` -> sorted int64 node indices.
         class_names: one presentable name per class, index = label.
         split_name: how the split was made (``official``, ``60/20/20``, ...).
@@ -45,6 +50,31 @@ class GraphBundle:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @cached_property
+    def adj_t(self) -> torch.Tensor:
+        """The graph as ``adjacency`` returns it: the loader's, or built once
+        from ``edge_index``. Everything that passes messages or samples
+        neighbours reads the graph from here."""
+        if "adj_t" in self.data:
+            return self.data.adj_t
+        return adjacency(self.data.edge_index, self.num_nodes)
+
+    @property
+    def num_edges(self) -> int:
+        """Directed edges: twice the undirected count."""
+        return int(self.adj_t._nnz()) if "edge_index" not in self.data else int(self.data.edge_index.size(1))
+
+    def degree(self) -> np.ndarray:
+        """(N,) int64 number of neighbours of every node."""
+        return self.adj_t.crow_indices().diff().numpy().astype(np.int64)
+
+    def edge_index(self) -> torch.Tensor:
+        """(2, E) int64 ``edge_index``; built from ``adj_t`` (E x 16 bytes) when
+        the loader kept none, for the few consumers that need one."""
+        if "edge_index" in self.data:
+            return self.data.edge_index
+        return csr_edge_index(self.adj_t)
+
     def with_normalized_features(self) -> GraphBundle:
         """The same graph with each row of ``x`` scaled to sum 1 (PyG's
         ``NormalizeFeatures``); the fingerprint keeps naming the raw graph,
@@ -61,7 +91,7 @@ class GraphBundle:
             "name": self.name,
             "fingerprint": self.fingerprint,
             "num_nodes": self.num_nodes,
-            "num_edges": int(self.data.edge_index.size(1)),
+            "num_edges": self.num_edges,
             "num_features": int(self.data.num_features),
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
@@ -79,10 +109,27 @@ def graph_fingerprint(data: Data) -> str:
     """
     h = hashlib.blake2b(digest_size=8)
     h.update(np.int64(data.num_nodes).tobytes())
-    for tensor in (data.edge_index, data.y, data.x):
+    graph = [data.edge_index] if "edge_index" in data else [data.adj_t.crow_indices(), data.adj_t.col_indices()]
+    for tensor in (*graph, data.y, data.x):
         h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.contiguous().numpy().tobytes())
+        h.update(tensor.contiguous().numpy().data)
     return h.hexdigest()
+
+
+def adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """``adj_t`` as a ``torch.sparse`` CSR tensor: row i holds the sources of
+    the edges into node i. Message passing over it never materialises one
+    message per edge, so a full-graph pass costs O(E + N x width) memory."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant)")
+        return to_torch_csr_tensor(edge_index.flip(0), size=(num_nodes, num_nodes))
+
+
+def csr_edge_index(adj_t: torch.Tensor) -> torch.Tensor:
+    """The (2, E) int64 ``edge_index`` (row 0 sources) of a CSR ``adj_t``."""
+    crow = adj_t.crow_indices().long()
+    target = torch.repeat_interleave(torch.arange(adj_t.size(0)), crow.diff())
+    return torch.stack([adj_t.col_indices().long(), target])
 
 
 def labels_fingerprint(labels: np.ndarray) -> str:
