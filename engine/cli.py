@@ -362,6 +362,8 @@ cora, citeseer,    ROOT/Cora/raw/ind.cora.{x,tx,allx,y,ty,ally,graph,test.index}
   pubmed             (likewise CiteSeer, PubMed; or under ROOT/planetoid/)
 ogbn-products      ROOT/ogbn_products/{raw,split/sales_ranking,mapping} as OGB lays them out
 ogbn-arxiv         ROOT/ogbn_arxiv/{raw,split/time,mapping}
+synthetic-products generated (--scale 0.1 for a tenth) and cached in $LAYERSCOPE_CACHE or
+                     ~/.cache/layerscope; real labels and split from ROOT/ogbn_products/ when there
 csv:DIR            DIR/nodes.csv, DIR/edges.csv (see the README); parquet:DIR likewise
 Missing public files are downloaded when the network allows it."""
 
