@@ -89,11 +89,11 @@ def test_monitoring_the_loss_counts_the_weight_decay_penalty(tmp_path):
 def test_neighbor_sampled_sage_matches_full_batch_on_amazon_photo(shared_data, tmp_path):
     """The reference fan-out and batch size, built-in sampler, against full-batch
     training of the same model on the same 60/20/20 split: within 1 point.
-    Full-batch takes one optimiser step an epoch and sampling five, so each gets
-    the epochs it needs to converge."""
+    Full-batch takes one optimiser step an epoch and sampling five, so full-batch
+    gets a larger learning rate to converge in 150 epochs (at lr 0.003 it needs 250)."""
     bundle = load_dataset("amazon-photo", shared_data, split="60/20/20", seed=0)
     (tmp_path / "full").mkdir(), (tmp_path / "sampled").mkdir()
-    full = fit(TrainConfig(dataset="amazon-photo", model="sage", epochs=300), bundle, tmp_path / "full",
+    full = fit(TrainConfig(dataset="amazon-photo", model="sage", epochs=150, lr=0.01), bundle, tmp_path / "full",
                progress=False)
     sampled = fit(TrainConfig(dataset="amazon-photo", model="sage", epochs=60, patience=20,
                               fanout=[15, 10, 5], batch_size=1024, sampler="builtin"),
