@@ -75,7 +75,10 @@ class _LayerWriter:
 
     def add(self, name: str, values: np.ndarray) -> None:
         file = f"{LAYERS_DIR}/{name}.npy"
-        atomic_save_npy(self.dir / f"{name}.npy", values.astype(self.dtype, copy=False))
+        stored = values
+        if values.dtype != self.dtype:     # torch converts to float16 2-3x faster than NumPy's astype
+            stored = torch.from_numpy(values).to(getattr(torch, self.dtype)).numpy()
+        atomic_save_npy(self.dir / f"{name}.npy", stored)
         start = time.perf_counter()
         metrics = layer_quality(values, self.labels, self.sample)
         self.scoring_seconds += time.perf_counter() - start

@@ -121,3 +121,5 @@ def test_l2_normalized_sage_layers_have_unit_length(photo):
     # the hidden layers are unit vectors before their ReLU, so at most 1 after it
     assert all(float(h.norm(dim=1).max()) <= 1 + 1e-5 for h in layers[:-1])
     assert torch.allclose(layers[-1].norm(dim=1), torch.ones(photo.num_nodes), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(layers[-1], model.eval()(photo.data.x, photo.data.edge_index), atol=1e-5)
