@@ -172,22 +172,24 @@ def forward_sampled(model: torch.nn.Module, x: Tensor, edge_index: Tensor, num_s
     x = dropout(x, p=model.input_dropout, training=model.training)
     for i, conv in enumerate(model.convs):
         targets = sum(num_sampled_nodes[:hops - i])
-        adj_t = _bipartite_csr(edge_index[:, :sum(num_sampled_edges[:hops - i])], targets, x.size(0))
+        adj_t = _bipartite_csr(edge_index[:, :sum(num_sampled_edges[:hops - i])], targets, x.size(0), x.dtype)
         x = conv((x, x[:targets]), adj_t)
         if i < hops - 1:
             x = model.dropout(model.act(x))
     return x
 
 
-def _bipartite_csr(edge_index: Tensor, num_targets: int, num_sources: int) -> Tensor:
+def _bipartite_csr(edge_index: Tensor, num_targets: int, num_sources: int, dtype: torch.dtype) -> Tensor:
     """(num_targets, num_sources) CSR of a batch's edges (row 0 sources): a
     sparse-dense product aggregates it in one kernel, where ``edge_index``
-    message passing gathers and scatters one row per edge (12% slower a step)."""
+    message passing gathers and scatters one row per edge (12% slower a step).
+    Its values have the features' ``dtype``: autocast leaves sparse products alone."""
     source, target = edge_index
     order = torch.argsort(target, stable=True)
     rowptr = torch.zeros(num_targets + 1, dtype=torch.long, device=edge_index.device)
     torch.cumsum(torch.bincount(target, minlength=num_targets), 0, out=rowptr[1:])
-    return torch.sparse_csr_tensor(rowptr, source[order], torch.ones(source.numel(), device=edge_index.device),
+    return torch.sparse_csr_tensor(rowptr, source[order], torch.ones(source.numel(), dtype=dtype,
+                                                                       device=edge_index.device),
                                    size=(num_targets, num_sources))
 
 

@@ -23,7 +23,7 @@ from engine import __version__
 from engine.data import GraphBundle, load_dataset
 from engine.errors import UserError
 from engine.models import MODELS, ModelConfig, build_model, save_model
-from engine.objectives import OBJECTIVES
+from engine.objectives import OBJECTIVES, native_bf16
 from engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE, SCHEMA_VERSION,
                          atomic_torch_save, atomic_write_csv, atomic_write_json)
 from engine.sampler import resolve_sampler
@@ -59,7 +59,7 @@ class TrainConfig:
     monitor: str = "score"             # score (val accuracy / link AUC) | loss (+ L2 penalty): what stopping watches
     seed: int = 0                      # split, initialisation, dropout and sampling
     device: str = "auto"               # auto | cpu | cuda | cuda:N
-    amp: bool = True                   # bf16 autocast for sampled batches on CUDA
+    amp: bool = True                   # bf16 autocast for sampled batches on CUDA and CPUs with native bf16
     normalize_features: bool = False   # rows of x scaled to sum 1 (PyG's NormalizeFeatures)
     data_root: str | None = None       # --data-root, else $LAYERSCOPE_DATA, else ./data
     objective: str = field(init=False, default="")
@@ -244,6 +244,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
             "mode": "full-batch" if fanout is None else "sampled",
             "fanout": fanout,
             "sampler": None if fanout is None else resolve_sampler(cfg.sampler),
+            "autocast": "bfloat16" if fanout is not None and cfg.amp and native_bf16(device) else None,
             "epochs_run": int(frame["epoch"].max()),
             "best_epoch": int(best["epoch"]),
             "train_seconds": float(frame["seconds"].sum()),
