@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch_geometric import seed_everything
 from tqdm.auto import tqdm
 
 from engine import __version__
@@ -174,7 +175,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
                                cfg.out_channels if cfg.objective == "vgae" else bundle.num_classes,
                                cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed % 2**32)
     model = build_model(model_config).to(device)
     objective = OBJECTIVES[cfg.objective](bundle, device, fanout, cfg.batch_size, cfg.sampler,
                                           cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims)
@@ -197,7 +198,9 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress,
                initial=start_epoch - 1, total=cfg.epochs)
     for epoch in bar:
-        torch.manual_seed(cfg.seed * 100_003 + epoch)   # same dropout and sampling after a resume
+        # Same dropout and sampling after a resume; Python's ``random`` too, which
+        # PyG's negative sampling (gvae) draws from.
+        seed_everything((cfg.seed * 100_003 + epoch) % 2**32)      # NumPy takes seeds below 2^32
         t0 = time.perf_counter()
         loss = objective.train_epoch(model, optimizer, epoch)
         train_seconds = time.perf_counter() - t0
