@@ -1,0 +1,345 @@
+"""ogbn-products scale on one machine: ``synthetic-products`` from generation
+to the dashboard, every step next to PyG's reference path, with peak memory.
+
+Data: ``synthetic-products`` (engine/data/products.py) at ``--scale`` (1.0:
+2,449,029 nodes, 61,859,140 undirected edges, 100 features, 47 categories,
+ogbn-products' real labels and split when ``--data-root`` has them). Model:
+the reference recipe of PyG's ``examples/ogbn_products_sage.py`` and the
+GraphSAGE paper: GraphSAGE 3 x 256, mean aggregation, dropout 0.5, Adam
+lr 0.003, fan-out 15,10,5, batch 1024.
+
+Ours, each step a fresh process run as a user runs it:
+  1. ``python -m engine train --epochs 1 --dtype float16``: one training epoch
+     (``history.csv``), the evaluation after it, then the embed of every layer
+     (``run.json``), in one process whose peak is the pipeline's;
+  2. ``python -m engine project --sample 100000``: every layer's UMAP;
+  3. (``--dashboard``) the Compare page with its three default layers in
+     headless Chromium, server caches warm and a new browser: seconds from
+     opening the page to the first map holding all its points.
+Reference, in ``bench/.ref-venv`` (torch-sparse from ../shared/wheels), each
+a fresh process under ``--ref-limit`` seconds and ``--ref-memory`` GiB:
+  a. one epoch: ``NeighborLoader([15, 10, 5], batch_size=1024, shuffle=True)``
+     over torch-sparse and PyG's ``GraphSAGE`` (``trim_to_layer`` needs the
+     per-hop counts only pyg-lib's sampler reports, so it is off);
+  b. embed: ``BasicGNN.inference`` over ``NeighborLoader([-1], batch_size=4096)``
+     with the weights our epoch trained;
+  c. projection: ``umap.UMAP().fit_transform`` (plain umap-learn) of the same
+     100,000 rows of every layer, in our environment.
+Peak memory is each process's peak resident set (``wait4``'s ``ru_maxrss``).
+
+Run from the repository root:
+    .venv/bin/python bench/scale.py [--scale 1.0] [--data-root ../shared/data] [--dashboard]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from sampler import REF_PYTHON, cpu_model, ensure_ref_venv  # noqa: E402
+
+RUN_NAME = "synthetic-products-sage"
+OUT = REPO / "bench" / ".cache" / "scale"      # the run is kept for the dashboard and for reruns
+FANOUT, BATCH, HIDDEN, LAYERS, LR, DROPOUT = [15, 10, 5], 1024, 256, 3, 0.003, 0.5
+SAMPLE = 100_000
+GIB = 1024 ** 3
+
+
+def measured(cmd: list[str], limit_s: float | None = None, limit_bytes: float | None = None) -> dict:
+    """Run ``cmd``; its seconds, peak resident set, how it ended (``ok``,
+    ``error``, or killed at a limit: ``time`` / ``memory``) and the last line
+    it wrote to stderr (its error, or how far it got)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        killed = []
+
+        def watch() -> None:
+            status = Path(f"/proc/{proc.pid}/status")
+            while proc.poll() is None:
+                try:
+                    rss = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines()
+                               if line.startswith("VmRSS:"))
+                except (OSError, StopIteration):
+                    return
+                over = ("time" if limit_s and time.perf_counter() - start > limit_s else
+                        "memory" if limit_bytes and rss > limit_bytes else None)
+                if over:
+                    killed.append(over)
+                    proc.kill()
+                    return
+                time.sleep(0.5)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        out = proc.stdout.read()
+        _, code, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(code)
+        watcher.join()
+        err.seek(0)
+        last = (err.read().strip().splitlines() or [""])[-1]
+    ended = killed[0] if killed else ("ok" if proc.returncode == 0 else "error")
+    return {"seconds": time.perf_counter() - start, "peak": usage.ru_maxrss * 1024, "ended": ended,
+            "stdout": out, "last": last}
+
+
+def _checked(result: dict, what: str) -> dict:
+    if result["ended"] == "error":
+        sys.exit(f"error: {what} failed: {result['last']}")
+    return result
+
+
+# ---------------------------------------------------------------- reference sides (run in bench/.ref-venv)
+
+def _graph(folder: Path):
+    """x, y, train and the int64 ``edge_index`` PyG's loaders take, from the generator's cache."""
+    import torch
+
+    rowptr = np.load(folder / "rowptr.npy")
+    target = torch.repeat_interleave(torch.arange(len(rowptr) - 1), torch.from_numpy(np.diff(rowptr)))
+    edge_index = torch.stack([torch.from_numpy(np.load(folder / "col.npy").astype(np.int64)), target])
+    return (torch.from_numpy(np.load(folder / "x.npy")), torch.from_numpy(np.load(folder / "y.npy")),
+            torch.from_numpy(np.load(folder / "train.npy")), edge_index)
+
+
+def reference_epoch(folder: Path) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch_geometric.data import Data
+    from torch_geometric.loader import NeighborLoader
+    from torch_geometric.nn.models import GraphSAGE
+
+    x, y, train, edge_index = _graph(folder)
+    start = time.perf_counter()
+    loader = NeighborLoader(Data(x=x, y=y, edge_index=edge_index), num_neighbors=FANOUT, batch_size=BATCH,
+                            input_nodes=train, shuffle=True)
+    torch.manual_seed(0)
+    model = GraphSAGE(x.size(1), HIDDEN, LAYERS, int(y.max()) + 1, dropout=DROPOUT)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    for done, batch in enumerate(loader, 1):
+        optimizer.zero_grad()
+        # torch-sparse's sampler reports no per-hop counts, so no trim_to_layer (pyg-lib would).
+        trim = ({"num_sampled_nodes_per_hop": batch.num_sampled_nodes,
+                 "num_sampled_edges_per_hop": batch.num_sampled_edges} if "num_sampled_nodes" in batch else {})
+        out = model(batch.x, batch.edge_index, **trim)[:batch.batch_size]
+        F.cross_entropy(out, batch.y[:batch.batch_size]).backward()
+        optimizer.step()
+        print(f"{done} of {len(loader)} batches in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return {"epoch": time.perf_counter() - start, "setup": setup}
+
+
+def reference_embed(folder: Path, run: Path) -> dict:
+    import torch
+    from torch_geometric.data import Data
+    from torch_geometric.loader import NeighborLoader
+    from torch_geometric.nn.models import GraphSAGE
+
+    x, y, _, edge_index = _graph(folder)
+    model = GraphSAGE(x.size(1), HIDDEN, LAYERS, int(y.max()) + 1)
+    model.load_state_dict(torch.load(run / "model.pt", weights_only=True)["state_dict"], strict=False)
+    start = time.perf_counter()
+    loader = NeighborLoader(Data(x=x, edge_index=edge_index), num_neighbors=[-1], batch_size=4096, shuffle=False)
+    with torch.no_grad():
+        model.eval().inference(loader, progress_bar=False)
+    return {"embed": time.perf_counter() - start}
+
+
+def reference_umap(run: Path) -> dict:
+    import umap
+
+    from engine.project import shared_sample
+    from engine.runs import read_run
+
+    r = read_run(run)
+    nodes = shared_sample(r.nodes()["label"].to_numpy(), SAMPLE, seed=0)
+    seconds = {}
+    for entry in r.layers:
+        start = time.perf_counter()
+        rows = np.asarray(r.layer(entry["name"])[nodes], dtype=np.float32)
+        umap.UMAP().fit_transform(rows)
+        seconds[entry["name"]] = time.perf_counter() - start
+    return seconds
+
+
+# ---------------------------------------------------------------- the dashboard
+
+def compare_first_map(runs: Path, run_name: str, points: int) -> dict:
+    """Seconds from opening Compare to its first map drawn with all ``points``
+    (the stratified sample's size): the server's first page (cold), then a new
+    browser (warm)."""
+    from tests.browser import chromium_page, dashboard
+
+    def first_map(page, url: str) -> float:
+        start = time.monotonic()
+        page.goto(url)
+        while True:
+            for frame in page.frames:
+                if "plotly_map" in frame.url:
+                    try:
+                        count = frame.evaluate("() => { const p = document.querySelector('.js-plotly-plot');"
+                                               " return p && p._fullData ? p._fullData.reduce((n, t) => "
+                                               "n + (t.x ? t.x.length : 0), 0) : 0; }")
+                    except Exception:       # the frame is being replaced
+                        count = 0
+                    if count >= points:
+                        return time.monotonic() - start
+            if time.monotonic() - start > 600:
+                raise TimeoutError("no Compare map drawn in 600 s")
+            page.wait_for_timeout(20)
+
+    with dashboard(runs, OUT / "dashboard.log", timeout=120) as url:
+        page_url = f"{url}/compare?run={run_name}&points={SAMPLE}"
+        with chromium_page() as page:
+            cold = first_map(page, page_url)
+        with chromium_page() as page:
+            warm = first_map(page, page_url)
+    return {"cold": cold, "warm": warm}
+
+
+# ---------------------------------------------------------------- main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--dashboard", action="store_true", help="also time Compare's first map in Chromium")
+    parser.add_argument("--ref-limit", type=float, default=1800, help="seconds a reference step may take")
+    parser.add_argument("--ref-memory", type=float, default=22, help="GiB a reference step may hold")
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the steps an earlier run of this script finished (bench/.cache/scale/results.json); "
+                             "run the rest")
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        sides = {"epoch": lambda: reference_epoch(args.folder), "embed": lambda: reference_embed(args.folder, args.run),
+                 "umap": lambda: reference_umap(args.run)}
+        print(json.dumps(sides[args.side]()))
+        return
+
+    import pandas as pd
+
+    from engine.data.products import dataset_folder
+    from engine.project import ProjectionConfig, project_layers, shared_sample
+    from engine.runs import read_run
+
+    python = sys.executable
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GIB
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}", flush=True)
+    results_file = OUT / "results.json"
+    done = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
+    if done:
+        print(f"# resuming: kept {', '.join(done)} from {results_file}", flush=True)
+
+    def step(key: str, cmd: list[str], **limits) -> dict:
+        """``measured(cmd)``, or the kept result of an earlier run; saved either way."""
+        if key not in done or done[key]["ended"] == "error":
+            done[key] = {**measured(cmd, **limits), **limits}
+            OUT.mkdir(parents=True, exist_ok=True)
+            results_file.write_text(json.dumps(done, indent=1))
+        return done[key]
+
+    run_dir = OUT / RUN_NAME
+    if not done and run_dir.exists():
+        shutil.rmtree(run_dir)
+    gen = _checked(step("generate", [python, "-c", "from pathlib import Path; from engine.data.products import "
+                                     f"dataset_folder; dataset_folder(Path({args.data_root!r}), {args.scale}, False)"]),
+                   "generation")
+    folder = dataset_folder(Path(args.data_root), args.scale, progress=False)
+    meta = json.loads((folder / "meta.json").read_text())
+    print(f"# synthetic-products scale {args.scale:g}: {meta['num_nodes']:,} nodes, {meta['num_edges']:,} undirected "
+          f"edges, labels: {meta['labels']}; generated in {meta['seconds']:.0f} s, peak "
+          f"{meta['peak_rss_bytes'] / GIB:.2f} GiB ({folder})", flush=True)
+
+    train = _checked(step("train", [python, "-m", "engine", "train", "--dataset", "synthetic-products", "--scale",
+                                    str(args.scale), "--data-root", args.data_root, "--model", "sage", "--epochs", "1",
+                                    "--fanout", ",".join(map(str, FANOUT)), "--batch-size", str(BATCH),
+                                    "--lr", str(LR), "--dropout", str(DROPOUT), "--sampler", "builtin",
+                                    "--dtype", "float16", "--out", str(OUT), "--name", RUN_NAME, "--quiet"]),
+                     "training")
+    history = pd.read_csv(run_dir / "history.csv")
+    record = json.loads((run_dir / "run.json").read_text())
+    embedding = record["embedding"]
+    print(f"#   ours: train + embed process done in {train['seconds']:.0f} s, test acc "
+          f"{record['metrics']['test_acc']:.4f} after one epoch", flush=True)
+    project = _checked(step("project", [python, "-m", "engine", "project", "--run", str(run_dir),
+                                        "--sample", str(SAMPLE)]), "projection")
+    run = read_run(run_dir)
+    names = [e["name"] for e in run.layers]
+    layouts = project_layers(run, names, ProjectionConfig(sample=SAMPLE))       # cached: their own seconds
+    ours_umap = {layout.layer: layout.info["seconds"] for layout in layouts}
+
+    ref: dict = {}
+    if not args.skip_reference:
+        ensure_ref_venv()
+        limits = {"limit_s": args.ref_limit, "limit_bytes": args.ref_memory * GIB}
+        for side, python_of in (("epoch", REF_PYTHON), ("embed", REF_PYTHON), ("umap", Path(python))):
+            ref[side] = step(f"reference {side}", [str(python_of), __file__, "--side", side, "--folder", str(folder),
+                                                   "--run", str(run_dir)], **limits)
+            if ref[side]["ended"] == "ok":
+                ref[side].update(json.loads(ref[side]["stdout"].strip().splitlines()[-1]))
+            print(f"#   reference {side}: {ref[side]['ended']} after {ref[side]['seconds']:.0f} s "
+                  f"({ref[side]['last'][:100]})", flush=True)
+    points = shared_sample(run.nodes()["label"].to_numpy(), SAMPLE, seed=0).size     # about SAMPLE
+    dash = compare_first_map(OUT, RUN_NAME, points) if args.dashboard else None
+
+    def ref_cells(side: str | None, key: str, ours: float) -> tuple[str, str, str]:
+        """The reference's seconds, peak GiB and its time over ours, or how it failed."""
+        r = ref.get(side)
+        if r is None:
+            return "", "", ""
+        peak = f"{r['peak'] / GIB:.2f}"
+        progress = re.match(r"(\d+) of (\d+) batches in (\d+) s", r["last"])
+        if r["ended"] == "time" and progress:        # the epoch's pace so far, carried to its end
+            done_batches, total, seconds = map(int, progress.groups())
+            projected = seconds * total / done_batches
+            return f"~{projected:.0f} ({done_batches}/{total} done)", peak, f"~{projected / ours:.1f}x"
+        if r["ended"] != "ok":
+            return {"time": f"not done in {r['limit_s']:.0f} s", "memory": f"killed at {r['limit_bytes'] / GIB:g} GiB",
+                    "error": f"failed: {r['last'][:40]}"}[r["ended"]], peak, ""
+        return f"{r[key]:.1f}", peak, f"{r[key] / ours:.2f}x"
+
+    print(f"\n{'step':44}{'ours s':>9}{'peak GiB':>10}   {'reference s':>22}{'peak GiB':>10}{'ratio':>8}   goal")
+    precision = record["training"].get("autocast") or "float32"
+    rows = [(f"one training epoch (193 batches, {precision})", float(history["seconds"].iloc[0]), train["peak"],
+             "epoch", "epoch",
+             "< 300 s"),
+            ("  evaluation after it (full graph)", float(history["eval_seconds"].iloc[0]), train["peak"], None, "",
+             ""),
+            ("embed of all layers (float16 files)", embedding["seconds"] - embedding["scoring_seconds"], train["peak"],
+             "embed", "embed", "< 60 s"),
+            ("  scoring the layers (kNN, probe, CKA)", embedding["scoring_seconds"], train["peak"], None, "", "")]
+    rows += [(f"UMAP of {SAMPLE:,} nodes, {name}", ours_umap[name], project["peak"], "umap", name, "< 120 s")
+             for name in names]
+    for label, ours, peak, side, key, goal in rows:
+        cell, ref_peak, ratio = ref_cells(side, key, ours)
+        print(f"{label:44}{ours:>9.1f}{peak / GIB:>10.2f}   {cell:>22}{ref_peak:>10}{ratio:>8}   {goal}")
+    pipeline = max(gen["peak"], meta["peak_rss_bytes"], train["peak"], project["peak"])
+    print(f"{'peak memory of the whole pipeline':44}{'':>9}{pipeline / GIB:>10.2f}{'':>43}< 16 GiB")
+    if dash:
+        print(f"{'Compare, 3 layers: first map, new browser':44}{dash['warm']:>9.1f}{'':>10}   "
+              f"{'(server first page ' + format(dash['cold'], '.1f') + ' s)':>22}{'':>18}   < 5 s")
+
+
+if __name__ == "__main__":
+    main()
