@@ -302,9 +302,11 @@ def _cuml_available() -> bool:
     """cuML's UMAP replaces umap-learn's when it is installed and a GPU is present."""
     import importlib.util
 
+    if importlib.util.find_spec("cuml") is None:
+        return False        # before importing torch: the dashboard reads cached layouts without it
     import torch
 
-    return importlib.util.find_spec("cuml") is not None and torch.cuda.is_available()
+    return torch.cuda.is_available()
 
 
 def _backend(cfg: ProjectionConfig) -> str:

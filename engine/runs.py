@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from engine.errors import UserError
 
@@ -48,6 +47,8 @@ def atomic_write_json(path: Path, obj: dict) -> None:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
+    import torch        # here, so that reading runs (the dashboard) never imports it
+
     tmp = _tmp(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
