@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "score (accuracy; gvae link AUC) or the validation loss")
     train.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--no-amp", action="store_true", help="no bf16 autocast of sampled batches (on by default on CUDA and on CPUs with AVX512-BF16 or AMX)")
+    train.add_argument("--no-amp", action="store_true",
+                       help="no bf16 autocast of sampled batches (on CUDA and CPUs with AVX512-BF16 or AMX)")
     train.add_argument("--normalize-features", action="store_true",
                        help="scale each node's features to sum 1 (helps bag-of-words features)")
     train.add_argument("--data-root", default=None, metavar="DIR",

@@ -38,8 +38,7 @@ def native_bf16(device: torch.device) -> bool:
     AVX512-BF16 or AMX (elsewhere oneDNN emulates bf16, slower than float32)."""
     if device.type == "cuda":
         return True
-    cpu = getattr(torch, "cpu", None)
-    return device.type == "cpu" and any(getattr(cpu, check, lambda: False)()
+    return device.type == "cpu" and any(getattr(torch.cpu, check, lambda: False)()
                                         for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
