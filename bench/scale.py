@@ -321,7 +321,8 @@ def main() -> None:
 
     print(f"\n{'step':44}{'ours s':>9}{'peak GiB':>10}   {'reference s':>22}{'peak GiB':>10}{'ratio':>8}   goal")
     precision = record["training"].get("autocast") or "float32"
-    rows = [(f"one training epoch (193 batches, {precision})", float(history["seconds"].iloc[0]), train["peak"],
+    batches = -(-record["dataset"]["split_sizes"]["train"] // BATCH)
+    rows = [(f"one training epoch ({batches} batches, {precision})", float(history["seconds"].iloc[0]), train["peak"],
              "epoch", "epoch",
              "< 300 s"),
             ("  evaluation after it (full graph)", float(history["eval_seconds"].iloc[0]), train["peak"], None, "",
