@@ -151,7 +151,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     ``bundle`` saves reloading the dataset when the caller has it (``train``).
     """
     from engine.models import load_model
-    from engine.train import device_name, resolve_device
+    from engine.train import device_name, gpu_peak_bytes, resolve_device
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
@@ -166,6 +166,8 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
                         f"{bundle.name} has {x.size(1)}")
 
     _mark_incomplete(run_dir)       # only now: a mistake above leaves a complete run as it was
+    if torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(torch_device)
     start = time.perf_counter()
     labels = bundle.data.y.numpy()
     split = {k: v.numpy() for k, v in bundle.split.items()}
@@ -194,7 +196,8 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     record["nodes"] = {"file": NODES_FILE, "predicted_by": predicted_by}
     record["embedding"] = {"device": device_name(torch_device), "graph": "full", "block_rows": block_rows,
                            "seconds": round(time.perf_counter() - start, 3),
-                           "scoring_seconds": round(writer.scoring_seconds, 3)}
+                           "scoring_seconds": round(writer.scoring_seconds, 3),
+                           "peak_gpu_bytes": gpu_peak_bytes(torch_device)}
     atomic_write_json(run_dir / RUN_FILE, record)
     (run_dir / PENDING_FILE).unlink(missing_ok=True)
     return record

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from engine.data import GraphBundle
 from engine.data.bundle import adjacency
 from engine.models import forward_sampled
-from engine.sampler import neighbor_batches
+from engine.sampler import neighbor_batches, resolve_sampler
 
 
 def classification_metrics(y_true: Tensor, y_pred: Tensor, evaluator=None) -> dict[str, float]:
@@ -58,10 +58,13 @@ class Supervised:
         self.device, self.fanout, self.batch_size, self.trim = device, fanout, batch_size, trim
         self.sampler, self.seed, self.amp = sampler, seed, amp
         self.split = bundle.split
-        self.x, self.y = data.x, data.y
-        self.graph = bundle.adj_t                   # sampled from on the CPU
+        self.y = data.y
         self.adj_t = bundle.adj_t.to(device)        # the same tensor on CPU runs
-        self.x_dev = data.x.to(device)
+        self.x_dev, self.y_dev = data.x.to(device), data.y.to(device)
+        # The built-in sampler runs where the graph is, so on a GPU a batch's
+        # nodes, features and edges never pass through the CPU; PyG's samples
+        # on the CPU.
+        self.graph = self.adj_t if resolve_sampler(sampler) == "builtin" else bundle.adj_t
         self.evaluator = None
         if bundle.name.startswith("ogbn-"):
             from ogb.nodeproppred import Evaluator
@@ -73,7 +76,7 @@ class Supervised:
             train = self.split["train"].to(self.device)
             optimizer.zero_grad()
             out = model(self.x_dev, self.adj_t)
-            loss = F.cross_entropy(out[train], self.y[self.split["train"]].to(self.device))
+            loss = F.cross_entropy(out[train], self.y_dev[train])
             loss.backward()
             optimizer.step()
             return float(loss.detach())
@@ -84,8 +87,8 @@ class Supervised:
         num_batches = -(-self.split["train"].numel() // self.batch_size)
         for batch in tqdm(batches, total=num_batches, desc=f"epoch {epoch}", leave=False,
                           disable=num_batches < 20):
-            x = self.x[batch.n_id].to(self.device, non_blocking=True)
-            y = self.y[batch.n_id[:batch.batch_size]].to(self.device, non_blocking=True)
+            n_id = batch.n_id.to(self.device)
+            x, y = self.x_dev[n_id], self.y_dev[n_id[:batch.batch_size]]
             edge_index = batch.edge_index.to(self.device)
             optimizer.zero_grad()
             with _autocast(self.device, self.amp):

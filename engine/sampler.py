@@ -56,19 +56,27 @@ class NeighborSampler:
     Args:
         adj_t: the graph as ``engine.data.bundle.adjacency`` gives it: CSR, row
             i lists the in-neighbours of node i (int32 or int64 indices; read,
-            never copied, so a memory-mapped graph stays mapped).
+            never copied, so a memory-mapped graph stays mapped). Sampling runs
+            on its device: on a GPU the batches never pass through the CPU.
         num_neighbors: fan-out per hop, e.g. [15, 10, 5].
         seed: seeds the sampler's own generator.
     """
 
     def __init__(self, adj_t: Tensor, num_neighbors: list[int], seed: int = 0):
+        self.device = adj_t.device
         self.rowptr = adj_t.crow_indices().long()
         self.col = adj_t.col_indices()
         self.num_neighbors = list(num_neighbors)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
         # Global id -> local id in the batch being built, -1 when absent; reset
         # after every batch, so it costs one pass over the batch, not over N.
-        self._local = torch.full((adj_t.size(0),), -1, dtype=torch.long)
+        self._local = torch.full((adj_t.size(0),), -1, dtype=torch.long, device=self.device)
+
+    def _arange(self, *args: int) -> Tensor:
+        return torch.arange(*args, device=self.device)
+
+    def _rand(self, *size: int, dtype: torch.dtype = torch.float) -> Tensor:
+        return torch.rand(*size, generator=self.generator, dtype=dtype, device=self.device)
 
     def _pick(self, nodes: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """Positions in ``col`` of up to k distinct neighbours of each node, and
@@ -82,7 +90,7 @@ class NeighborSampler:
         if small.numel():
             counts = deg[small]
             owner = small.repeat_interleave(counts)
-            offset = torch.arange(int(counts.sum())) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+            offset = self._arange(int(counts.sum())) - (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
             picks.append(start[owner] + offset)
             owners.append(owner)
 
@@ -90,8 +98,8 @@ class NeighborSampler:
         mid = ((deg > k) & (deg <= 2 * k)).nonzero().view(-1)
         if mid.numel():
             width = int(deg[mid].max())
-            keys = torch.rand(mid.numel(), width, generator=self.generator)
-            keys[torch.arange(width) >= deg[mid, None]] = 2.0        # padding never wins
+            keys = self._rand(mid.numel(), width)
+            keys[self._arange(width) >= deg[mid, None]] = 2.0        # padding never wins
             offset = keys.topk(k, dim=1, largest=False).indices
             picks.append((start[mid, None] + offset).view(-1))
             owners.append(mid.repeat_interleave(k))
@@ -102,27 +110,28 @@ class NeighborSampler:
         big = (deg > 2 * k).nonzero().view(-1)
         if big.numel():
             d = deg[big, None].double()
-            offset = (torch.rand(big.numel(), k, generator=self.generator, dtype=torch.double) * d).long()
-            rows = torch.arange(big.numel())
+            offset = (self._rand(big.numel(), k, dtype=torch.double) * d).long()
+            rows = self._arange(big.numel())
             while rows.numel():
                 sub, _ = offset[rows].sort(dim=1)
                 repeat = torch.zeros_like(sub, dtype=torch.bool)
                 repeat[:, 1:] = sub[:, 1:] == sub[:, :-1]
                 keep = repeat.any(1)
                 rows, sub, repeat = rows[keep], sub[keep], repeat[keep]
-                fresh = (torch.rand(sub.shape, generator=self.generator, dtype=torch.double) * d[rows]).long()
+                fresh = (self._rand(*sub.shape, dtype=torch.double) * d[rows]).long()
                 offset[rows] = torch.where(repeat, fresh, sub)
             picks.append((start[big, None] + offset).view(-1))
             owners.append(big.repeat_interleave(k))
 
         if not picks:
-            return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+            empty = torch.empty(0, dtype=torch.long, device=self.device)
+            return empty, empty
         return torch.cat(picks), torch.cat(owners)
 
     def sample(self, seeds: Tensor) -> SampledBatch:
-        """The sampled computation graph of ``seeds`` (distinct global ids)."""
+        """The sampled computation graph of ``seeds`` (distinct global ids, on the graph's device)."""
         local = self._local
-        local[seeds] = torch.arange(seeds.numel())
+        local[seeds] = self._arange(seeds.numel())
         n_ids, rows, cols = [seeds], [], []
         num_nodes, num_edges = [seeds.numel()], []
         frontier, first = seeds, 0          # frontier's local ids are first .. first + len - 1
@@ -131,7 +140,7 @@ class NeighborSampler:
             pos, owner = self._pick(frontier, k)
             nbr = self.col[pos].long()
             new = torch.unique(nbr[local[nbr] < 0])
-            local[new] = torch.arange(total, total + new.numel())
+            local[new] = self._arange(total, total + new.numel())
             rows.append(local[nbr])
             cols.append(owner + first)
             n_ids.append(new)
@@ -149,6 +158,8 @@ def neighbor_batches(adj_t: Tensor, input_nodes: Tensor, num_neighbors: list[int
     """Mini-batches of ``input_nodes`` with their sampled neighbourhoods.
 
     A fresh call per epoch reshuffles (with ``seed`` mixed into the order).
+    The built-in sampler runs on ``adj_t``'s device, where ``input_nodes`` are
+    moved; PyG's runs on the CPU. Either way ``n_id`` is on the sampler's device.
     """
     if resolve_sampler(sampler) == "pyg":
         from torch_geometric.data import Data
@@ -166,6 +177,8 @@ def neighbor_batches(adj_t: Tensor, input_nodes: Tensor, num_neighbors: list[int
         return
 
     builtin = NeighborSampler(adj_t, num_neighbors, seed)
-    order = input_nodes[torch.randperm(input_nodes.numel(), generator=builtin.generator)] if shuffle else input_nodes
+    input_nodes = input_nodes.to(builtin.device)
+    order = (input_nodes[torch.randperm(input_nodes.numel(), generator=builtin.generator, device=builtin.device)]
+             if shuffle else input_nodes)
     for chunk in order.split(batch_size):
         yield builtin.sample(chunk)

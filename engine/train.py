@@ -147,6 +147,11 @@ def l2_penalty(optimizer: torch.optim.Optimizer) -> float:
                    for group in optimizer.param_groups if group["weight_decay"])
 
 
+def gpu_peak_bytes(device: torch.device) -> int | None:
+    """The most GPU memory PyTorch held on ``device`` since its last reset (None on CPU)."""
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -248,6 +253,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
             "fanout": fanout,
             "sampler": None if fanout is None else resolve_sampler(cfg.sampler),
             "autocast": "bfloat16" if fanout is not None and cfg.amp and native_bf16(device) else None,
+            "peak_gpu_bytes": gpu_peak_bytes(device),
             "epochs_run": int(frame["epoch"].max()),
             "best_epoch": int(best["epoch"]),
             "train_seconds": float(frame["seconds"].sum()),

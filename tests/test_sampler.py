@@ -9,13 +9,17 @@ from scipy.stats import chisquare
 from engine.sampler import NeighborSampler, neighbor_batches
 
 FANOUT = [15, 10, 5]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])      # it samples where the graph is
 
 
-@pytest.fixture(scope="module")
-def batch(photo):
-    sampler = NeighborSampler(photo.adj_t, FANOUT, seed=0)
+@pytest.fixture(scope="module", params=DEVICES)
+def batch(photo, request):
+    sampler = NeighborSampler(photo.adj_t.to(request.param), FANOUT, seed=0)
     seeds = torch.randperm(photo.num_nodes, generator=torch.Generator().manual_seed(0))[:1024]
-    return seeds, sampler.sample(seeds)
+    b = sampler.sample(seeds.to(request.param))
+    assert b.n_id.device.type == b.edge_index.device.type == request.param
+    b.n_id, b.edge_index = b.n_id.cpu(), b.edge_index.cpu()
+    return seeds, b
 
 
 def test_every_sampled_edge_exists_in_the_graph(photo, batch):
@@ -68,9 +72,10 @@ def test_neighbour_choice_is_uniform(photo, k, degree_range):
     assert chisquare(observed).pvalue > 1e-3
 
 
-def test_batches_cover_every_input_node_once(photo):
+@pytest.mark.parametrize("device", DEVICES)
+def test_batches_cover_every_input_node_once(photo, device):
     train = photo.split["train"]
-    batches = list(neighbor_batches(photo.adj_t, train, FANOUT,
+    batches = list(neighbor_batches(photo.adj_t.to(device), train, FANOUT,
                                     batch_size=64, shuffle=True, seed=0, sampler="builtin"))
-    seeds = torch.cat([b.n_id[:b.batch_size] for b in batches])
+    seeds = torch.cat([b.n_id[:b.batch_size].cpu() for b in batches])
     assert torch.equal(seeds.sort().values, train)
