@@ -27,13 +27,26 @@ a fresh process under ``--ref-limit`` seconds and ``--ref-memory`` GiB:
      100,000 rows of every layer, in our environment.
 Peak memory is each process's peak resident set (``wait4``'s ``ru_maxrss``).
 
+On a GPU (``--device cuda``, or ``auto`` where CUDA is present) training and
+the embed run there, graph and features on the device, and the peak GPU
+memory is PyTorch's ``max_memory_allocated``. PyG's reference loader needs
+pyg-lib or torch-sparse, which GPU machines without a registry may lack, so
+the GPU references are, in our environment:
+  a. one epoch: PyG's ``GraphSAGE`` over ``edge_index`` (message passing, as
+     in ``examples/ogbn_products_sage.py``, float32) on batches from our
+     sampler on the GPU: the model side of the reference;
+  b. embed: PyG's full-graph forward ``GraphSAGE(x, adj_t)`` over the same CSR
+     on the GPU, in one piece (its last layer only; ours writes every layer).
+The projection runs where umap-learn is installed.
+
 Run from the repository root:
-    .venv/bin/python bench/scale.py [--scale 1.0] [--data-root ../shared/data] [--dashboard]
+    .venv/bin/python bench/scale.py [--scale 1.0] [--data-root ../shared/data] [--device auto] [--dashboard]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -162,6 +175,60 @@ def reference_embed(folder: Path, run: Path) -> dict:
     return {"embed": time.perf_counter() - start}
 
 
+def _synthetic(data_root: str, scale: float):
+    from engine.data import load_dataset
+
+    return load_dataset("synthetic-products", data_root, scale=scale)
+
+
+def reference_epoch_gpu(data_root: str, scale: float, device: str) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch_geometric.nn.models import GraphSAGE
+
+    from engine.sampler import neighbor_batches
+    from engine.train import gpu_peak_bytes, resolve_device
+
+    device = resolve_device(device)
+    start = time.perf_counter()
+    bundle = _synthetic(data_root, scale)
+    adj_t, x, y = bundle.adj_t.to(device), bundle.data.x.to(device), bundle.data.y.to(device)
+    torch.manual_seed(0)
+    model = GraphSAGE(x.size(1), HIDDEN, LAYERS, int(y.max()) + 1, dropout=DROPOUT).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    float(x.sum())                      # waits for the copies
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    for batch in neighbor_batches(adj_t, bundle.split["train"], FANOUT, BATCH, shuffle=True, seed=0,
+                                  sampler="builtin"):
+        optimizer.zero_grad()
+        out = model(x[batch.n_id], batch.edge_index)[:batch.batch_size]
+        loss = F.cross_entropy(out, y[batch.n_id[:batch.batch_size]])
+        loss.backward()
+        optimizer.step()
+    float(loss.detach())                # waits for the last step
+    return {"epoch": time.perf_counter() - start, "setup": setup, "peak_gpu": gpu_peak_bytes(device)}
+
+
+def reference_embed_gpu(data_root: str, scale: float, run: Path, device: str) -> dict:
+    import torch
+    from torch_geometric.nn.models import GraphSAGE
+
+    from engine.train import gpu_peak_bytes, resolve_device
+
+    device = resolve_device(device)
+    bundle = _synthetic(data_root, scale)
+    adj_t, x = bundle.adj_t.to(device), bundle.data.x.to(device)
+    model = GraphSAGE(x.size(1), HIDDEN, LAYERS, bundle.num_classes)
+    model.load_state_dict(torch.load(run / "model.pt", weights_only=True)["state_dict"], strict=False)
+    model.to(device).eval()
+    float(x.sum())
+    start = time.perf_counter()
+    with torch.no_grad():
+        model(x, adj_t).cpu()
+    return {"embed": time.perf_counter() - start, "peak_gpu": gpu_peak_bytes(device)}
+
+
 def reference_umap(run: Path) -> dict:
     import umap
 
@@ -205,7 +272,7 @@ def compare_first_map(runs: Path, run_name: str, points: int) -> dict:
                 raise TimeoutError("no Compare map drawn in 600 s")
             page.wait_for_timeout(20)
 
-    with dashboard(runs, OUT / "dashboard.log", timeout=120) as url:
+    with dashboard(runs, runs / "dashboard.log", timeout=120) as url:
         page_url = f"{url}/compare?run={run_name}&points={SAMPLE}"
         with chromium_page() as page:
             cold = first_map(page, page_url)
@@ -220,6 +287,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--device", default="auto", help="where training and the embed run: auto, cpu or cuda")
+    parser.add_argument("--no-amp", action="store_true", help="train in float32 (no bf16 autocast)")
     parser.add_argument("--dashboard", action="store_true", help="also time Compare's first map in Chromium")
     parser.add_argument("--ref-limit", type=float, default=1800, help="seconds a reference step may take")
     parser.add_argument("--ref-memory", type=float, default=22, help="GiB a reference step may hold")
@@ -233,20 +302,29 @@ def main() -> None:
     args = parser.parse_args()
     if args.side:
         sides = {"epoch": lambda: reference_epoch(args.folder), "embed": lambda: reference_embed(args.folder, args.run),
+                 "epoch-gpu": lambda: reference_epoch_gpu(args.data_root, args.scale, args.device),
+                 "embed-gpu": lambda: reference_embed_gpu(args.data_root, args.scale, args.run, args.device),
                  "umap": lambda: reference_umap(args.run)}
         print(json.dumps(sides[args.side]()))
         return
 
     import pandas as pd
 
+    import torch
+
     from engine.data.products import dataset_folder
     from engine.project import ProjectionConfig, project_layers, shared_sample
     from engine.runs import read_run
+    from engine.train import resolve_device
 
     python = sys.executable
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    out = OUT.with_name("scale-cuda") if gpu else OUT          # a GPU run never resumes a CPU one
     memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / GIB
-    print(f"# {cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}", flush=True)
-    results_file = OUT / "results.json"
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, "
+          f"torch {torch.__version__}" + (f", {torch.cuda.get_device_name(device)}" if gpu else ""), flush=True)
+    results_file = out / "results.json"
     done = json.loads(results_file.read_text()) if args.resume and results_file.exists() else {}
     if done:
         print(f"# resuming: kept {', '.join(done)} from {results_file}", flush=True)
@@ -255,11 +333,11 @@ def main() -> None:
         """``measured(cmd)``, or the kept result of an earlier run; saved either way."""
         if key not in done or done[key]["ended"] == "error":
             done[key] = {**measured(cmd, **limits), **limits}
-            OUT.mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
             results_file.write_text(json.dumps(done, indent=1))
         return done[key]
 
-    run_dir = OUT / RUN_NAME
+    run_dir = out / RUN_NAME
     if not done and run_dir.exists():
         shutil.rmtree(run_dir)
     gen = _checked(step("generate", [python, "-c", "from pathlib import Path; from engine.data.products import "
@@ -275,33 +353,47 @@ def main() -> None:
                                     str(args.scale), "--data-root", args.data_root, "--model", "sage", "--epochs", "1",
                                     "--fanout", ",".join(map(str, FANOUT)), "--batch-size", str(BATCH),
                                     "--lr", str(LR), "--dropout", str(DROPOUT), "--sampler", "builtin",
-                                    "--dtype", "float16", "--out", str(OUT), "--name", RUN_NAME, "--quiet"]),
+                                    "--dtype", "float16", "--device", str(device), "--out", str(out),
+                                    "--name", RUN_NAME, "--quiet", *(["--no-amp"] if args.no_amp else [])]),
                      "training")
     history = pd.read_csv(run_dir / "history.csv")
     record = json.loads((run_dir / "run.json").read_text())
     embedding = record["embedding"]
     print(f"#   ours: train + embed process done in {train['seconds']:.0f} s, test acc "
           f"{record['metrics']['test_acc']:.4f} after one epoch", flush=True)
-    project = _checked(step("project", [python, "-m", "engine", "project", "--run", str(run_dir),
-                                        "--sample", str(SAMPLE)]), "projection")
     run = read_run(run_dir)
     names = [e["name"] for e in run.layers]
-    layouts = project_layers(run, names, ProjectionConfig(sample=SAMPLE))       # cached: their own seconds
-    ours_umap = {layout.layer: layout.info["seconds"] for layout in layouts}
+    project, ours_umap = None, {}
+    if importlib.util.find_spec("umap") is not None:
+        project = _checked(step("project", [python, "-m", "engine", "project", "--run", str(run_dir),
+                                            "--sample", str(SAMPLE)]), "projection")
+        layouts = project_layers(run, names, ProjectionConfig(sample=SAMPLE))       # cached: their own seconds
+        ours_umap = {layout.layer: layout.info["seconds"] for layout in layouts}
+    else:
+        print("#   projection skipped: umap-learn is not installed here", flush=True)
 
     ref: dict = {}
     if not args.skip_reference:
-        ensure_ref_venv()
         limits = {"limit_s": args.ref_limit, "limit_bytes": args.ref_memory * GIB}
-        for side, python_of in (("epoch", REF_PYTHON), ("embed", REF_PYTHON), ("umap", Path(python))):
-            ref[side] = step(f"reference {side}", [str(python_of), __file__, "--side", side, "--folder", str(folder),
-                                                   "--run", str(run_dir)], **limits)
+        if gpu:
+            sides = [("epoch", "epoch-gpu", Path(python)), ("embed", "embed-gpu", Path(python))]
+        else:
+            ensure_ref_venv()
+            sides = [("epoch", "epoch", REF_PYTHON), ("embed", "embed", REF_PYTHON)]
+        if project:
+            sides.append(("umap", "umap", Path(python)))
+        for side, script_side, python_of in sides:
+            ref[side] = step(f"reference {side}", [str(python_of), __file__, "--side", script_side,
+                                                   "--folder", str(folder), "--run", str(run_dir),
+                                                   "--data-root", args.data_root, "--scale", str(args.scale),
+                                                   "--device", str(device)],
+                             **limits)
             if ref[side]["ended"] == "ok":
                 ref[side].update(json.loads(ref[side]["stdout"].strip().splitlines()[-1]))
             print(f"#   reference {side}: {ref[side]['ended']} after {ref[side]['seconds']:.0f} s "
                   f"({ref[side]['last'][:100]})", flush=True)
     points = shared_sample(run.nodes()["label"].to_numpy(), SAMPLE, seed=0).size     # about SAMPLE
-    dash = compare_first_map(OUT, RUN_NAME, points) if args.dashboard else None
+    dash = compare_first_map(out, RUN_NAME, points) if args.dashboard else None
 
     def ref_cells(side: str | None, key: str, ours: float) -> tuple[str, str, str]:
         """The reference's seconds, peak GiB and its time over ours, or how it failed."""
@@ -331,12 +423,18 @@ def main() -> None:
              "embed", "embed", "< 60 s"),
             ("  scoring the layers (kNN, probe, CKA)", embedding["scoring_seconds"], train["peak"], None, "", "")]
     rows += [(f"UMAP of {SAMPLE:,} nodes, {name}", ours_umap[name], project["peak"], "umap", name, "< 120 s")
-             for name in names]
+             for name in ours_umap]
     for label, ours, peak, side, key, goal in rows:
         cell, ref_peak, ratio = ref_cells(side, key, ours)
         print(f"{label:44}{ours:>9.1f}{peak / GIB:>10.2f}   {cell:>22}{ref_peak:>10}{ratio:>8}   {goal}")
-    pipeline = max(gen["peak"], meta["peak_rss_bytes"], train["peak"], project["peak"])
+    pipeline = max(gen["peak"], meta["peak_rss_bytes"], train["peak"], project["peak"] if project else 0)
     print(f"{'peak memory of the whole pipeline':44}{'':>9}{pipeline / GIB:>10.2f}{'':>43}< 16 GiB")
+    if gpu:
+        ref_gpu = {side: f"{ref[side]['peak_gpu'] / GIB:.2f}" if ref.get(side, {}).get("ended") == "ok" else "-"
+                   for side in ("epoch", "embed")}
+        print(f"peak GPU memory (GiB): training {record['training']['peak_gpu_bytes'] / GIB:.2f} "
+              f"(reference epoch {ref_gpu['epoch']}), embed {embedding['peak_gpu_bytes'] / GIB:.2f} "
+              f"(reference full-graph forward {ref_gpu['embed']})")
     if dash:
         print(f"{'Compare, 3 layers: first map, new browser':44}{dash['warm']:>9.1f}{'':>10}   "
               f"{'(server first page ' + format(dash['cold'], '.1f') + ' s)':>22}{'':>18}   < 5 s")
