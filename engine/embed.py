@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,7 @@ def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dt
     """A run folder for a bare ``model.pt`` made by this engine: its dataset,
     split and preprocessing as saved with it, unless ``overrides`` (``dataset``,
     ``split``, ``seed``, ``largest_component``, ``data_root``) say otherwise."""
-    from engine.models import MODELS, load_model, read_train_config
+    from engine.models import load_model, read_train_config
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -246,7 +247,7 @@ def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dt
         "name": name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "dataset": bundle.facts(),
-        "model": {**vars(model_config), "objective": MODELS[model_config.model].objective},
+        "model": asdict(model_config),
         "config": config,
         "source_checkpoint": str(checkpoint.resolve()),
         "metrics": {},

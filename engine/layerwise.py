@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import GCNConv, SAGEConv
+from torch_geometric.nn import GCNConv, GraphConv, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models.basic_gnn import BasicGNN
 from torch_geometric.utils import spmm
@@ -44,7 +44,8 @@ class Layer:
 
 def layers_of(model: torch.nn.Module) -> list[Layer]:
     """The layers of any model of ``MODELS``, in ``forward`` order, named as
-    their files: ``hidden1 ... hiddenK`` then ``logits`` (classifiers) or ``mu`` (gvae)."""
+    their files: ``hidden1 ... hiddenK`` then ``logits`` (classifiers),
+    ``embedding`` (label-free objectives) or ``mu`` (gvae)."""
     if isinstance(model, GVAE):
         hidden = [Layer(f"hidden{i + 1}", conv, torch.relu) for i, conv in enumerate(model.convs)]
         return hidden + [Layer("mu", model.conv_mu, None)]
@@ -53,7 +54,8 @@ def layers_of(model: torch.nn.Module) -> list[Layer]:
         if not plain or model.jk_mode is not None:
             raise ValueError("layer-wise inference covers BasicGNN without norms or jumping knowledge")
         last = model.num_layers - 1
-        return [Layer("logits" if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
+        head = "logits" if getattr(model, "objective", "supervised") == "supervised" else "embedding"
+        return [Layer(head if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
                 for i, conv in enumerate(model.convs)]
     raise TypeError(f"no layer-wise inference for {type(model).__name__}")
 
@@ -71,10 +73,27 @@ def _blocks(num_rows: int, block_rows: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + block_rows, num_rows)
 
 
-def _linear_aggregation(conv: SAGEConv) -> bool:
-    """Whether ``conv`` aggregates by mean or sum with no projection first, so
-    that it is ``A x W_l^T + b + x W_r^T`` for a (normalised) adjacency ``A``."""
-    return not conv.project and isinstance(conv.aggr, str) and conv.aggr in ("mean", "sum", "add")
+@dataclass
+class _AggregateTransform:
+    """A convolution of the form ``lin(A x) + lin_root(x)``, A a plain mean or
+    sum over in-neighbours, optionally L2-normalised after: SAGEConv without a
+    projection (``lin_l``, ``lin_r``) and GraphConv (``lin_rel``, ``lin_root``)."""
+
+    aggr: str
+    lin: torch.nn.Module
+    lin_root: torch.nn.Module | None
+    normalize: bool
+
+
+def _aggregate_transform(conv: torch.nn.Module) -> _AggregateTransform | None:
+    if not (isinstance(conv.aggr, str) and conv.aggr in ("mean", "sum", "add")):
+        return None
+    if isinstance(conv, SAGEConv) and not conv.project:
+        return _AggregateTransform(conv.aggr, conv.lin_l, conv.lin_r if conv.root_weight else None,
+                                   conv.normalize)
+    if isinstance(conv, GraphConv):
+        return _AggregateTransform(conv.aggr, conv.lin_rel, conv.lin_root, False)
+    return None
 
 
 def _linear_into(out: Tensor, x: Tensor, lin: torch.nn.Module) -> Tensor:
@@ -86,26 +105,28 @@ def _linear_into(out: Tensor, x: Tensor, lin: torch.nn.Module) -> Tensor:
     return torch.addmm(lin.bias, x, lin.weight.t(), out=out)
 
 
-def _apply_sage(conv: SAGEConv, x: Tensor, adj_t: Tensor, block_rows: int, out: Tensor) -> None:
-    """``conv(x, adj_t)`` into ``out`` for a SAGEConv with a linear aggregation."""
+def _apply_aggregate_transform(conv: _AggregateTransform, x: Tensor, adj_t: Tensor, block_rows: int,
+                               out: Tensor) -> None:
+    """``lin(A x) + lin_root(x)`` into ``out``, one block of rows at a time."""
     num_nodes = adj_t.size(0)
-    narrows = conv.out_channels < conv.in_channels
+    out_channels, in_channels = conv.lin.weight.shape
+    narrows = out_channels < in_channels
     if narrows:
         # A layer that narrows (hidden -> logits): transform, then aggregate the
         # narrower rows; mean_j(x_j) W = mean_j(x_j W), so the result is the same.
-        h = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
+        h = torch.empty(num_nodes, out_channels, dtype=x.dtype, device=x.device)
         for start, stop in _blocks(num_nodes, block_rows):
-            torch.mm(x[start:stop], conv.lin_l.weight.t(), out=h[start:stop])
+            torch.mm(x[start:stop], conv.lin.weight.t(), out=h[start:stop])
     for start, stop in _blocks(num_nodes, block_rows):
         block = out[start:stop]
         if narrows:
             block.copy_(spmm(_row_block(adj_t, start, stop), h, reduce=conv.aggr))
-            if conv.lin_l.bias is not None:
-                block += conv.lin_l.bias
+            if conv.lin.bias is not None:
+                block += conv.lin.bias
         else:
-            _linear_into(block, spmm(_row_block(adj_t, start, stop), x, reduce=conv.aggr), conv.lin_l)
-        if conv.root_weight:
-            block.addmm_(x[start:stop], conv.lin_r.weight.t())
+            _linear_into(block, spmm(_row_block(adj_t, start, stop), x, reduce=conv.aggr), conv.lin)
+        if conv.lin_root is not None:
+            block.addmm_(x[start:stop], conv.lin_root.weight.t())
         if conv.normalize:
             F.normalize(block, p=2.0, dim=-1, out=block)
 
@@ -115,8 +136,9 @@ def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int
     """``conv(x, adj_t)`` for every node, computed one block of rows at a time."""
     num_nodes = adj_t.size(0)
     out = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
-    if isinstance(conv, SAGEConv) and _linear_aggregation(conv):
-        _apply_sage(conv, x, adj_t, block_rows, out)
+    linear = _aggregate_transform(conv)
+    if linear is not None:
+        _apply_aggregate_transform(linear, x, adj_t, block_rows, out)
     elif isinstance(conv, SAGEConv):
         # Bipartite call: all nodes as sources, the block's rows as targets.
         for start, stop in _blocks(num_nodes, block_rows):

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import GCNConv
+from torch_geometric.nn import GCNConv, GraphConv
+from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.models import GCN, GraphSAGE
+from torch_geometric.nn.models.basic_gnn import BasicGNN
 
 from engine.data.bundle import adjacency  # noqa: F401  (re-exported: models run on it)
 from engine.errors import UserError
@@ -29,11 +31,12 @@ class ModelConfig:
     model: str                 # a key of MODELS
     in_channels: int           # input feature width
     hidden_channels: int       # width of every hidden layer
-    out_channels: int          # classes for classifiers, latent width for gvae
+    out_channels: int          # classes for classifiers, embedding width for label-free objectives and gvae
     num_layers: int            # message-passing layers
     dropout: float             # dropout after every hidden layer, training only
     input_dropout: float = 0.0  # dropout on the input features, training only
     l2_normalize: bool = False  # sage: scale every layer's output to unit L2 norm
+    objective: str = "supervised"  # what it was trained for: names the last layer (logits or embedding)
 
 
 class GVAE(torch.nn.Module):
@@ -121,6 +124,31 @@ class GCNModel(_DropInput, GCN):
     """PyG's ``GCN`` (``GCNConv``, symmetric normalisation) with input dropout."""
 
 
+class _GraphConv(GraphConv):
+    """``GraphConv`` whose sum over a CPU CSR runs through ``torch.sparse.mm``'s
+    reduce kernel, which takes bf16; MKL's plain product, where PyG's ``spmm``
+    sends a sum, does not, so bf16 autocast of sampled batches failed."""
+
+    def message_and_aggregate(self, edge_index, x, edge_weight):
+        if (edge_weight is None and isinstance(edge_index, Tensor) and edge_index.layout == torch.sparse_csr
+                and not edge_index.is_cuda):
+            return torch.sparse.mm(edge_index, x[0], "sum")
+        return super().message_and_aggregate(edge_index, x, edge_weight)
+
+
+class GraphConvNet(_DropInput, BasicGNN):
+    """PyG's ``GraphConv`` (Morris et al., 2019: a weight for the node itself,
+    another for the sum of its neighbours) stacked as a ``BasicGNN``; PyG ships
+    the convolution but no model of it."""
+
+    supports_edge_weight = True
+    supports_edge_attr = False
+    supports_norm_batch = False
+
+    def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> MessagePassing:
+        return _GraphConv(in_channels, out_channels, **kwargs)
+
+
 def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
     def build(c: ModelConfig) -> torch.nn.Module:
         # SAGEConv's normalize=True is the GraphSAGE paper's h / ||h|| after every layer.
@@ -129,32 +157,41 @@ def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
                     dropout=c.dropout, act="relu", **extra)
         model.input_dropout = c.input_dropout
         model.dropout = Dropout(c.dropout)
+        model.objective = c.objective
         return model
     return build
+
+
+LABEL_FREE = ("unsup", "contrastive")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     build: Callable[[ModelConfig], torch.nn.Module]
-    objective: str      # the objective it trains with by default
+    objectives: tuple[str, ...]     # what it can train for; the first is the default
     # Whether sampled batches may compute each layer for only the hops a later
-    # layer reads (``forward_sampled``). Exact for SAGE; GCN's symmetric
-    # normalisation reads the sender's degree, which trimming changes.
+    # layer reads (``forward_sampled``). Exact for SAGE and GraphConv; GCN's
+    # symmetric normalisation reads the sender's degree, which trimming changes.
     trims: bool
+
+    @property
+    def objective(self) -> str:
+        return self.objectives[0]
 
 
 MODELS: dict[str, ModelSpec] = {
-    "sage": ModelSpec(_basic_gnn(SAGE), "supervised", trims=True),
-    "gcn": ModelSpec(_basic_gnn(GCNModel), "supervised", trims=False),    # GCNConv, not cached
+    "sage": ModelSpec(_basic_gnn(SAGE), ("supervised", *LABEL_FREE), trims=True),
+    "gcn": ModelSpec(_basic_gnn(GCNModel), ("supervised", *LABEL_FREE), trims=False),    # GCNConv, not cached
+    "graphconv": ModelSpec(_basic_gnn(GraphConvNet), ("supervised", *LABEL_FREE), trims=True),
     "gvae": ModelSpec(lambda c: GVAE(c.in_channels, c.hidden_channels, c.out_channels,
-                                     c.num_layers, c.dropout, c.input_dropout), "vgae", trims=False),
+                                     c.num_layers, c.dropout, c.input_dropout), ("vgae",), trims=False),
 }
 
 
 def forward_sampled(model: torch.nn.Module, x: Tensor, edge_index: Tensor, num_sampled_nodes: list[int],
                     num_sampled_edges: list[int]) -> Tensor:
-    """A ``sage`` model's output for a sampled batch's seed nodes, each layer
-    computed only for the nodes a later layer reads.
+    """A ``sage`` or ``graphconv`` model's output for a sampled batch's seed
+    nodes, each layer computed only for the nodes a later layer reads.
 
     PyG's ``trim_to_layer`` drops the outer hop only after a layer has run, so
     the first layer computes (and drops out) every sampled node; at
@@ -164,7 +201,7 @@ def forward_sampled(model: torch.nn.Module, x: Tensor, edge_index: Tensor, num_s
     do; the seeds' outputs equal ``model(x, edge_index)[:batch_size]``.
 
     Args:
-        model: ``SAGE`` (a PyG ``GraphSAGE`` without norms or jumping knowledge).
+        model: ``SAGE`` or ``GraphConvNet`` (without norms or jumping knowledge).
         x, edge_index, num_sampled_nodes, num_sampled_edges: a ``SampledBatch``'s,
             its nodes and edges ordered by hop.
     """
@@ -215,7 +252,10 @@ def load_model(path: Path) -> tuple[torch.nn.Module, ModelConfig]:
     ``weights_only=True``)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        config = ModelConfig(**checkpoint["model_config"])
+        saved = checkpoint["model_config"]
+        if "objective" not in saved and saved.get("model") in MODELS:    # written before label-free objectives
+            saved = {**saved, "objective": MODELS[saved["model"]].objective}
+        config = ModelConfig(**saved)
     except Exception as e:
         raise UserError(f"{path} is not a layerscope checkpoint ({type(e).__name__}: {e})".replace("\n", " ")) from None
     model = build_model(config)
