@@ -14,7 +14,8 @@ from engine.errors import UserError
 DESCRIPTION = """layerscope engine: train GNNs and write run folders the dashboard reads.
 
 commands:
-  train      train sage, gcn or gvae on a dataset; writes checkpoints/<run>/ with every layer's embeddings
+  train      train sage, gcn, graphconv or gvae on a dataset, with or without labels; writes
+             checkpoints/<run>/ with every layer's embeddings
   embed      write every layer's embeddings of a trained run, or of a bare model.pt, with per-layer metrics
   list       the complete runs in checkpoints/, one line each, and a warning per broken folder
   compare    per-layer metrics of one or two runs and their layer-by-layer linear CKA
@@ -49,9 +50,18 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
 
+def _probabilities(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two comma-separated probabilities") from None
+    return values * 2 if len(values) == 1 else values
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.data import dataset_names
     from engine.embed import DTYPES
+    from engine.label_free import CONTRASTIVE
     from engine.layerwise import DEFAULT_BLOCK_ROWS
     from engine.models import MODELS
     from engine.sampler import SAMPLERS
@@ -70,20 +80,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default=d.dataset, metavar="NAME",
                        help=f"one of {', '.join(dataset_names())}")
     train.add_argument("--model", default=d.model, choices=list(MODELS))
+    objectives = sorted({o for spec in MODELS.values() for o in spec.objectives})
+    train.add_argument("--objective", default=None, choices=objectives,
+                       help="what to train for: supervised (labels), unsup (GraphSAGE's random-walk loss) or "
+                            "contrastive (see --contrastive); no labels are read for unsup and contrastive. "
+                            "Default: supervised, gvae: vgae")
+    train.add_argument("--contrastive", default=d.contrastive, choices=CONTRASTIVE,
+                       help="infonce: GRACE's two augmented views with a projection head; margin: linked "
+                            "pairs pulled together, random pairs pushed beyond --margin")
     train.add_argument("--epochs", type=int, default=d.epochs, help="most epochs to train")
     train.add_argument("--hidden", type=int, default=d.hidden_channels, help="hidden channels")
     train.add_argument("--layers", type=int, default=d.num_layers, help="message-passing layers")
-    train.add_argument("--out-channels", type=int, default=d.out_channels, help="gvae latent width")
+    train.add_argument("--out-channels", type=int, default=d.out_channels,
+                       help="embedding width of gvae, unsup and contrastive (classifiers: the class count)")
     train.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     train.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam L2 penalty")
     train.add_argument("--weight-decay-on", default=d.weight_decay_on, choices=WEIGHT_DECAY_ON,
                        help="penalise every layer, or only the first as Kipf & Welling's GCN does")
     train.add_argument("--dropout", type=float, default=None,
-                       help="dropout after every hidden layer (default 0.5; gvae 0)")
+                       help="dropout after every hidden layer (default 0.5 when supervised, else 0)")
     train.add_argument("--input-dropout", type=float, default=d.input_dropout,
                        help="dropout on the input features")
     train.add_argument("--l2-normalize", action="store_true",
                        help="sage: scale every layer's output to unit length (GraphSAGE paper)")
+    label_free = train.add_argument_group("label-free objectives")
+    label_free.add_argument("--walk-length", type=int, default=d.walk_length,
+                            help="unsup: a node's positive is met within this many random-walk steps")
+    label_free.add_argument("--negatives", type=int, default=d.negatives,
+                            help="unsup: negatives per batch, drawn in proportion to degree^0.75")
+    label_free.add_argument("--margin", type=float, default=d.margin,
+                            help="contrastive margin: the distance random pairs are pushed beyond")
+    label_free.add_argument("--tau", type=float, default=d.tau, help="contrastive infonce: temperature")
+    label_free.add_argument("--drop-edge", type=_probabilities, default=d.drop_edge, metavar="P1,P2",
+                            help="contrastive infonce: share of edges dropped in each view")
+    label_free.add_argument("--drop-feature", type=_probabilities, default=d.drop_feature, metavar="P1,P2",
+                            help="contrastive infonce: share of feature columns masked in each view")
+    label_free.add_argument("--projection", type=int, default=d.projection_channels,
+                            help="contrastive infonce: hidden width of the projection head")
     train.add_argument("--split", default=None,
                        help="60/20/20-style percentages or per-class:20,30 (default: the official "
                             "split where the dataset has one, else 60/20/20)")
@@ -219,7 +252,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume and not args.name:
         raise UserError("--resume needs --name RUN, the run to continue")
-    cfg = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs,
+    cfg = TrainConfig(dataset=args.dataset, model=args.model, objective=args.objective,
+                      contrastive=args.contrastive, epochs=args.epochs,
                       hidden_channels=args.hidden, num_layers=args.layers, out_channels=args.out_channels,
                       lr=args.lr, weight_decay=args.weight_decay, weight_decay_on=args.weight_decay_on,
                       dropout=args.dropout, input_dropout=args.input_dropout, l2_normalize=args.l2_normalize,
@@ -227,7 +261,10 @@ def _train(args: argparse.Namespace) -> int:
                       fanout=args.fanout,
                       batch_size=args.batch_size, sampler=args.sampler, patience=args.patience,
                       monitor=args.monitor, seed=args.seed, device=args.device, amp=not args.no_amp,
-                      normalize_features=args.normalize_features, data_root=args.data_root)
+                      normalize_features=args.normalize_features, data_root=args.data_root,
+                      walk_length=args.walk_length, negatives=args.negatives, margin=args.margin, tau=args.tau,
+                      drop_edge=args.drop_edge, drop_feature=args.drop_feature,
+                      projection_channels=args.projection)
     name = args.name or default_run_name(cfg.dataset, cfg.model)
     run = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet,
                     embed=not args.no_embed, dtype=args.dtype)

@@ -42,7 +42,7 @@ def native_bf16(device: torch.device) -> bool:
                                         for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def _autocast(device: torch.device, enabled: bool):
+def bf16_autocast(device: torch.device, enabled: bool):
     # bf16 autocast for sampled batches where the hardware has it: bench/scale.py's
     # ogbn-products-size epoch on 2 EPYC cores (AVX512-BF16) takes 127 s instead of 197 s.
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native_bf16(device))
@@ -91,7 +91,7 @@ class Supervised:
             x, y = self.x_dev[n_id], self.y_dev[n_id[:batch.batch_size]]
             edge_index = batch.edge_index.to(self.device)
             optimizer.zero_grad()
-            with _autocast(self.device, self.amp):
+            with bf16_autocast(self.device, self.amp):
                 if self.trim:
                     out = forward_sampled(model, x, edge_index, batch.num_sampled_nodes, batch.num_sampled_edges)
                 else:
@@ -102,6 +102,10 @@ class Supervised:
             total += float(loss.detach()) * batch.batch_size
             count += batch.batch_size
         return total / count
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Trainable parts besides the model: none."""
+        return {}
 
     @torch.no_grad()
     def logits(self, model: torch.nn.Module) -> Tensor:
@@ -174,6 +178,9 @@ class VariationalAutoencoding:
                             "val": val.pos_edge_label_index.size(1),
                             "test": test.pos_edge_label_index.size(1)}
 
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {}
+
     @staticmethod
     def _vgae(model: torch.nn.Module):
         from torch_geometric.nn import VGAE
@@ -208,3 +215,13 @@ class VariationalAutoencoding:
 
 # objective name -> class; the default per model is in engine.models.MODELS
 OBJECTIVES = {"supervised": Supervised, "vgae": VariationalAutoencoding}
+
+
+def make_objective(cfg, bundle: GraphBundle, device: torch.device, fanout: list[int] | None):
+    """The objective ``cfg`` (a ``TrainConfig``) trains with, holding ``bundle`` on ``device``."""
+    from engine.label_free import label_free_objective
+    from engine.models import MODELS
+
+    cls = OBJECTIVES.get(cfg.objective) or label_free_objective(cfg)
+    return cls(bundle, device, fanout, cfg.batch_size, cfg.sampler, cfg.seed, cfg.amp,
+               trim=MODELS[cfg.model].trims)

@@ -66,12 +66,16 @@ def silhouette(features: np.ndarray, labels: np.ndarray, nodes: np.ndarray) -> f
 
 
 def linear_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray):
-    """Logistic regression on standardised features, fit on ``train``."""
+    """Logistic regression on standardised features, fit on ``train``; with a
+    single class there (a graph without labels) it predicts that class."""
+    from sklearn.dummy import DummyClassifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if np.unique(labels[train]).size < 2:
+        return DummyClassifier(strategy="most_frequent").fit(features[train], labels[train])
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

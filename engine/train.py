@@ -12,7 +12,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from engine import __version__
 from engine.data import GraphBundle, load_dataset
 from engine.errors import UserError
+from engine.label_free import CONTRASTIVE
 from engine.models import MODELS, ModelConfig, build_model, save_model
-from engine.objectives import OBJECTIVES, native_bf16
+from engine.objectives import make_objective, native_bf16
 from engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE, SCHEMA_VERSION,
                          atomic_torch_save, atomic_write_csv, atomic_write_json)
 from engine.sampler import resolve_sampler
@@ -39,11 +40,13 @@ class TrainConfig:
     """A training run. Defaults are the OGB ogbn-products GraphSAGE recipe."""
 
     dataset: str = "demo"              # a name load_dataset accepts
-    model: str = "sage"                # sage | gcn | gvae
+    model: str = "sage"                # sage | gcn | graphconv | gvae
+    objective: str | None = None       # supervised | unsup | contrastive | vgae; None: the model's default
+    contrastive: str = "infonce"       # contrastive: infonce (GRACE: two views, projection head) | margin
     epochs: int = 200                  # upper bound; early stopping usually ends sooner
     hidden_channels: int = 256         # width of every hidden layer
     num_layers: int = 3                # message-passing layers
-    out_channels: int = 64             # latent width of gvae (classifiers use the class count)
+    out_channels: int = 64             # embedding width of gvae and label-free objectives (classifiers: classes)
     lr: float = 0.003                  # Adam learning rate
     weight_decay: float = 0.0          # Adam L2 penalty
     weight_decay_on: str = "all"       # all | first: penalise every layer or only the first (Kipf)
@@ -63,14 +66,38 @@ class TrainConfig:
     amp: bool = True                   # bf16 autocast for sampled batches on CUDA and CPUs with native bf16
     normalize_features: bool = False   # rows of x scaled to sum 1 (PyG's NormalizeFeatures)
     data_root: str | None = None       # --data-root, else $LAYERSCOPE_DATA, else ./data
-    objective: str = field(init=False, default="")
+    # label-free objectives (engine.label_free); defaults are GRACE's and the GraphSAGE paper's
+    walk_length: int = 5               # unsup: partners within this many random-walk steps
+    negatives: int = 20                # unsup: negatives per batch, drawn by degree^0.75
+    margin: float = 1.0                # contrastive margin: distance random pairs are pushed beyond
+    tau: float = 0.5                   # contrastive infonce: temperature
+    drop_edge: tuple[float, float] = (0.2, 0.4)       # contrastive infonce: edges dropped in view 1, 2
+    drop_feature: tuple[float, float] = (0.3, 0.4)    # contrastive infonce: feature columns masked in view 1, 2
+    projection_channels: int = 256     # contrastive infonce: hidden width of the projection head
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise UserError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
-        self.objective = MODELS[self.model].objective
+        allowed = MODELS[self.model].objectives
+        self.objective = self.objective or allowed[0]
+        if self.objective not in allowed:
+            raise UserError(f"--objective {self.objective} does not apply to {self.model}; "
+                            f"choose from {', '.join(allowed)}")
+        if self.contrastive not in CONTRASTIVE:
+            raise UserError(f"--contrastive {self.contrastive!r}: choose from {', '.join(CONTRASTIVE)}")
+        self.drop_edge, self.drop_feature = tuple(self.drop_edge), tuple(self.drop_feature)
+        for name in ("drop_edge", "drop_feature"):
+            values = getattr(self, name)
+            if len(values) != 2 or not all(0.0 <= v < 1.0 for v in values):
+                raise UserError(f"--{name.replace('_', '-')} takes two probabilities in [0, 1), one per view; "
+                                f"got {','.join(map(str, values))}")
+        for name in ("walk_length", "negatives", "projection_channels"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.tau <= 0 or self.margin <= 0:
+            raise UserError(f"--tau and --margin must be positive, got {self.tau} and {self.margin}")
         if self.dropout is None:
-            self.dropout = 0.0 if self.objective == "vgae" else 0.5
+            self.dropout = 0.5 if self.objective == "supervised" else 0.0
         for name in ("epochs", "hidden_channels", "num_layers", "out_channels", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -178,19 +205,24 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         tqdm.write(f"{bundle.name} does not fit full-batch on {device}; sampling neighbours {fanout}")
 
     model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
-                               cfg.out_channels if cfg.objective == "vgae" else bundle.num_classes,
-                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize)
+                               bundle.num_classes if cfg.objective == "supervised" else cfg.out_channels,
+                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize, cfg.objective)
     seed_everything(cfg.seed % 2**32)
     model = build_model(model_config).to(device)
-    objective = OBJECTIVES[cfg.objective](bundle, device, fanout, cfg.batch_size, cfg.sampler,
-                                          cfg.seed, cfg.amp, trim=MODELS[cfg.model].trims)
-    optimizer = torch.optim.Adam(_param_groups(model, cfg.weight_decay, cfg.weight_decay_on), lr=cfg.lr)
+    objective = make_objective(cfg, bundle, device, fanout)
+    groups = _param_groups(model, cfg.weight_decay, cfg.weight_decay_on)
+    extra = [p for module in objective.modules().values() for p in module.parameters()]
+    if extra:       # a projection head: trained with the encoder, never saved in model.pt
+        groups.append({"params": extra, "weight_decay": cfg.weight_decay})
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
 
     start_epoch, history = 1, []
     best = {"score": -float("inf"), "epoch": 0, "state": None}
     if resume:
         state = torch.load(run_dir / RESUME_FILE, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
+        for key, module in objective.modules().items():
+            module.load_state_dict(state["objective"][key])
         optimizer.load_state_dict(state["optimizer"])
         best = state["best"]
         start_epoch = state["epoch"] + 1
@@ -228,6 +260,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         tqdm.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         atomic_write_csv(run_dir / HISTORY_FILE, history)
         atomic_torch_save({"epoch": epoch, "config": asdict(cfg), "model": model.state_dict(),
+                           "objective": {k: m.state_dict() for k, m in objective.modules().items()},
                            "optimizer": optimizer.state_dict(), "best": best}, run_dir / RESUME_FILE)
         if epoch - best["epoch"] >= cfg.patience:
             tqdm.write(f"early stop: no better validation score for {cfg.patience} epochs")
@@ -245,7 +278,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "engine_version": __version__,
         "dataset": bundle.facts(),
-        "model": {**asdict(model_config), "objective": cfg.objective},
+        "model": {**asdict(model_config), **({"contrastive": cfg.contrastive} if cfg.objective == "contrastive" else {})},
         "config": asdict(cfg),
         "device": device_name(device),
         "training": {
@@ -260,7 +293,7 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
             "seconds_per_epoch": float(frame["seconds"].mean()),
         },
         "metrics": {**final, "evaluator": f"ogb:{bundle.name}" if bundle.name.startswith("ogbn-")
-                    else ("sklearn" if cfg.objective == "supervised" else "pyg-vgae")},
+                    else {"supervised": "sklearn", "vgae": "pyg-vgae"}.get(cfg.objective, "sklearn linear probe")},
         "files": {"model": MODEL_FILE, "history": HISTORY_FILE},
     }
     if hasattr(objective, "edge_counts"):
@@ -293,7 +326,6 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
             raise UserError(f"{run_dir} has no {RESUME_FILE} to resume from; start it again without --resume")
         # The interrupted run's own settings; only the device may change.
         saved = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=True)["config"]
-        saved.pop("objective")
         cfg = TrainConfig(**{**saved, "device": cfg.device})
     elif run_dir.exists():
         hint = "pick another --name" if (run_dir / RUN_FILE).exists() else "add --resume to continue it"

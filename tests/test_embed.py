@@ -52,7 +52,7 @@ def demo_runs(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["sage", "gcn", "gvae"])
+@pytest.mark.parametrize("name", ["sage", "gcn", "graphconv", "gvae"])
 def test_the_dumped_last_layer_is_the_full_graph_forward_on_amazon_photo(photo_60, shared_data, tmp_path, name):
     normalize = name == "gvae"          # the gvae recipe normalises features: the dump must too
     _train(tmp_path, name, photo_60, model=name, epochs=3, hidden_channels=64, data_root=str(shared_data),
@@ -66,7 +66,8 @@ def test_the_dumped_last_layer_is_the_full_graph_forward_on_amazon_photo(photo_6
     names = [e["name"] for e in run["layers"]]
     assert names == ["input", "hidden1", "hidden2", "mu" if name == "gvae" else "logits"]
     last = np.load(tmp_path / name / run["layers"][-1]["file"])
-    assert np.allclose(last, forward.numpy(), atol=1e-4)
+    # graphconv sums raw bag-of-words over neighbours: outputs near 1e5, so the tolerance scales with them
+    assert np.allclose(last, forward.numpy(), atol=1e-5 * max(10.0, float(forward.abs().max())))
     for entry in run["layers"]:
         array = np.load(tmp_path / name / entry["file"], mmap_mode="r")
         assert array.shape == (photo_60.num_nodes, entry["dim"]) and array.dtype == np.float32

@@ -1,0 +1,126 @@
+"""Label-free objectives on small real graphs: no labels read, losses that do
+what they claim, linear-probe evaluation, graphconv, and the CLI's checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import assert_one_line_error, run_engine
+from engine.data import load_dataset
+from engine.layerwise import layerwise
+from engine.models import load_model
+from engine.train import TrainConfig, fit
+
+SMALL = dict(dataset="cora", hidden_channels=64, out_channels=32, num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def cora(shared_data):
+    return load_dataset("cora", shared_data)
+
+
+def _last_layer(run_dir, bundle) -> torch.Tensor:
+    model, _ = load_model(run_dir / "model.pt")
+    for _, out in layerwise(model, bundle.data.x, bundle.adj_t, progress=False):
+        pass
+    return out
+
+
+def _with_constant_labels(bundle):
+    blank = dataclasses.replace(bundle, data=bundle.data.clone())
+    blank.data.y = torch.zeros_like(bundle.data.y)
+    return blank
+
+
+def _train_twice(cfg, bundle, tmp_path) -> tuple[dict, dict, float]:
+    """Runs on real and on constant labels, same seed; the largest difference of their embeddings."""
+    runs = {}
+    for name, labelled in (("real", bundle), ("constant", _with_constant_labels(bundle))):
+        (tmp_path / name).mkdir()
+        runs[name] = fit(cfg, labelled, tmp_path / name, progress=False)
+    real, constant = (_last_layer(tmp_path / name, bundle) for name in ("real", "constant"))
+    return runs["real"], runs["constant"], float((real - constant).abs().max() / real.abs().max())
+
+
+@pytest.mark.parametrize("model, objective, extra", [
+    ("sage", "unsup", {}),
+    ("gcn", "contrastive", {"contrastive": "infonce"}),
+    ("graphconv", "contrastive", {"contrastive": "margin", "fanout": [10, 5]}),     # sampled batches too
+])
+def test_label_free_training_never_reads_labels(cora, shared_data, tmp_path, model, objective, extra):
+    """Same seed, labels replaced by a constant: the same embeddings, up to the
+    1e-7 by which two identical CPU runs differ (threaded sparse sums)."""
+    cfg = TrainConfig(model=model, objective=objective, epochs=3, data_root=str(shared_data), **SMALL, **extra)
+    real, constant, difference = _train_twice(cfg, cora, tmp_path)
+    assert difference < 1e-5, difference
+    assert real["metrics"]["eval"] == "linear-probe"
+    assert real["metrics"]["test_acc"] > 0.3             # 7 classes; the probe read real labels
+    assert constant["metrics"]["test_acc"] == 1.0        # one class: the probe predicts it
+
+
+def test_supervised_training_with_constant_labels_learns_something_else(cora, shared_data, tmp_path):
+    """The check above can fail: labels that training reads change the embeddings."""
+    cfg = TrainConfig(model="sage", epochs=3, data_root=str(shared_data), **SMALL)
+    _, _, difference = _train_twice(cfg, cora, tmp_path)
+    assert difference > 1e-2, difference
+
+
+def _distances(z: torch.Tensor, edge_index: torch.Tensor) -> tuple[float, float]:
+    """Mean distance of linked pairs and of as many random pairs."""
+    random = torch.randint(0, z.size(0), edge_index.shape, generator=torch.Generator().manual_seed(0))
+    linked = (z[edge_index[0]] - z[edge_index[1]]).norm(dim=-1).mean()
+    unlinked = (z[random[0]] - z[random[1]]).norm(dim=-1).mean()
+    return float(linked), float(unlinked)
+
+
+def test_the_margin_loss_pulls_linked_pairs_closer_than_random_pairs(cora, shared_data, tmp_path):
+    cfg = TrainConfig(model="sage", objective="contrastive", contrastive="margin", epochs=30, patience=30,
+                      lr=0.01, data_root=str(shared_data), **SMALL)
+    run = fit(cfg, cora, tmp_path, progress=False)
+    linked, unlinked = _distances(_last_layer(tmp_path, cora), cora.data.edge_index)
+    print(f"cora sage margin: linked {linked:.3f}, random {unlinked:.3f}, probe {run['metrics']['test_acc']:.4f}")
+    assert linked < 0.5 * unlinked
+    assert unlinked >= 0.5 * cfg.margin          # random pairs pushed out, not everything collapsed
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["loss"].iloc[-5:].mean() < 0.5 * history["loss"].iloc[0]
+
+
+def test_the_infonce_loss_falls_and_the_encoder_learns_categories(cora, shared_data, tmp_path):
+    cfg = TrainConfig(model="sage", objective="contrastive", contrastive="infonce", epochs=40, patience=40,
+                      lr=0.001, data_root=str(shared_data), **SMALL)
+    run = fit(cfg, cora, tmp_path, progress=False)
+    history = pd.read_csv(tmp_path / "history.csv")
+    print(f"cora sage infonce: loss {history['loss'].iloc[0]:.3f} -> {history['loss'].iloc[-1]:.3f}, "
+          f"probe {run['metrics']['test_acc']:.4f}")
+    assert history["loss"].iloc[-5:].mean() < 0.9 * history["loss"].iloc[:5].mean()
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
+    assert run["metrics"]["test_acc"] >= 0.70          # Cora's bag of words alone: about 0.58
+    assert run["model"]["contrastive"] == "infonce" and run["model"]["out_channels"] == 32
+
+
+def test_a_label_free_run_dumps_the_encoder_not_the_head(shared_data, tmp_path):
+    done = run_engine("train", "--dataset", "cora", "--data-root", shared_data, "--model", "graphconv",
+                      "--objective", "contrastive", "--epochs", "2", "--hidden", "32", "--out-channels", "16",
+                      "--out", tmp_path, "--name", "c", "--quiet")
+    assert done.returncode == 0, done.stderr
+    run = pd.read_json(tmp_path / "c" / "run.json", typ="series")
+    assert [e["name"] for e in run["layers"]] == ["input", "hidden1", "hidden2", "embedding"]
+    assert np.load(tmp_path / "c" / "layers" / "embedding.npy").shape == (2708, 16)
+    assert run["metrics"]["eval"] == "linear-probe" and run["model"]["objective"] == "contrastive"
+    nodes = pd.read_parquet(tmp_path / "c" / "nodes.parquet")
+    assert run["nodes"]["predicted_by"] == "linear probe on embedding" and nodes["prediction"].notna().all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "gvae", "--objective", "unsup"], "--objective unsup does not apply to gvae"),
+    (["--model", "sage", "--objective", "vgae"], "--objective vgae does not apply to sage"),
+    (["--objective", "contrastive", "--drop-edge", "0.2,1.5"], "--drop-edge takes two probabilities"),
+    (["--objective", "unsup", "--walk-length", "0"], "--walk-length must be at least 1"),
+])
+def test_bad_objective_settings_are_one_line_errors(tmp_path, args, message):
+    assert_one_line_error(run_engine("train", "--dataset", "demo", "--out", tmp_path, *args), message)
