@@ -35,8 +35,9 @@ st.sidebar.title("layerscope")
 st.sidebar.selectbox("Run", names, key="run")
 run = state.open_run(st.session_state.run)
 data, model = run.record["dataset"], run.record["model"]
+objective = ", ".join(filter(None, [model.get("objective") or "imported", model.get("contrastive")]))
 st.sidebar.caption(f"{data['name']} · {data['num_nodes']:,} nodes · {data['num_classes']} categories  \n"
-                   f"{model['model']} ({model.get('objective') or 'imported'}) · {len(run.layers)} layers")
+                   f"{model['model']} ({objective}) · {len(run.layers)} layers")
 
 page = st.navigation([
     st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),

@@ -31,15 +31,19 @@ FAST = ProjectionConfig(n_epochs=60)     # all 7,650 Photo nodes, fewer UMAP epo
 
 @pytest.fixture(scope="module")
 def runs(photo_run, shared_data, tmp_path_factory) -> Path:
-    """A runs folder: the Photo sage run, a gcn on the same graph, and a broken copy."""
+    """A runs folder: the Photo sage run, a gcn and a contrastive (label-free)
+    sage on the same graph, and a broken copy."""
     root = tmp_path_factory.mktemp("runs")
     shutil.copytree(photo_run, root / "photo-sage")
     cfg = TrainConfig(dataset="amazon-photo", model="gcn", hidden_channels=64, epochs=60, split="60/20/20",
                       data_root=str(shared_data))
     train_run(cfg, root, "photo-gcn", progress=False)
+    cfg = TrainConfig(dataset="amazon-photo", model="sage", objective="contrastive", hidden_channels=64,
+                      out_channels=64, epochs=10, batch_size=2048, split="60/20/20", data_root=str(shared_data))
+    train_run(cfg, root, "photo-contrastive", progress=False)
     shutil.copytree(photo_run, root / "broken")
     (root / "broken" / "layers" / "hidden1.npy").unlink()
-    for name in ("photo-sage", "photo-gcn"):
+    for name in ("photo-sage", "photo-gcn", "photo-contrastive"):
         run = read_run(root / name)
         project_layers(run, [e["name"] for e in run.layers], FAST)
     return root
@@ -86,7 +90,7 @@ def test_a_broken_run_is_named_in_a_warning_and_the_rest_works(app):
     at = _open(app)
     warnings = [w.value for w in at.sidebar.warning]
     assert any("broken" in w and "layers/hidden1.npy" in w for w in warnings), warnings
-    assert at.sidebar.selectbox(key="run").options == ["photo-gcn", "photo-sage"]
+    assert at.sidebar.selectbox(key="run").options == ["photo-contrastive", "photo-gcn", "photo-sage"]
 
 
 def test_explore_shows_the_layer_map_and_the_numbers_of_run_json(app, runs):
@@ -148,7 +152,27 @@ def test_compare_shows_three_aligned_layers_with_their_metrics(app, runs):
 
     at.radio(key="compare_mode").set_value("one layer across runs").run()
     assert not at.exception
-    assert [f["layout"]["title"]["text"] for f in _figures(at)] == ["photo-gcn · hidden2", "photo-sage · hidden2"]
+    # the layers all three runs have are input, hidden1, hidden2 (logits / embedding differ): the one before last
+    assert [f["layout"]["title"]["text"] for f in _figures(at)] == [f"photo-{name} · hidden1" for name in
+                                                                     ("contrastive", "gcn", "sage")]
+
+
+def test_compare_puts_a_supervised_and_a_contrastive_sage_side_by_side(app, runs):
+    at = _open(app, "compare")
+    at.radio(key="compare_mode").set_value("one layer across runs").run()
+    at.selectbox(key="compare_layer").set_value("hidden2").run()
+    assert not at.exception
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert "photo-sage · hidden2" in titles and "photo-contrastive · hidden2" in titles
+    captions = " ".join(c.value for c in at.caption)
+    for name in ("photo-sage", "photo-contrastive"):
+        hidden2 = next(e for e in read_run(runs / name).layers if e["name"] == "hidden2")
+        assert f"kNN acc. {hidden2['metrics']['knn_acc']:.3f}" in captions
+    contrastive = read_run(runs / "photo-contrastive").record
+    assert contrastive["metrics"]["eval"] == "linear-probe" and contrastive["metrics"]["test_acc"] > 0.5
+
+    at.sidebar.selectbox(key="run").set_value("photo-contrastive").run()
+    assert "sage (contrastive, infonce) · 4 layers" in " ".join(c.value for c in at.sidebar.caption)
 
 
 def test_a_selection_in_one_compare_panel_is_shown_in_every_panel(app):
