@@ -278,7 +278,8 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "engine_version": __version__,
         "dataset": bundle.facts(),
-        "model": {**asdict(model_config), **({"contrastive": cfg.contrastive} if cfg.objective == "contrastive" else {})},
+        "model": {**asdict(model_config),
+                  **({"contrastive": cfg.contrastive} if cfg.objective == "contrastive" else {})},
         "config": asdict(cfg),
         "device": device_name(device),
         "training": {

@@ -193,7 +193,7 @@ def test_metrics_page_tables_and_charts_match_run_json(app, runs):
     assert table["trustworthiness"].between(0.5, 1.0).all()       # the raw input features map worst
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]
     assert titles[0].startswith("kNN accuracy") and any("layer vs layer" in t for t in titles)
-    assert any("photo-gcn" in t for t in titles) and "Training" in titles and "Confusion (test nodes)" in titles
+    assert any("photo-contrastive" in t for t in titles) and "Training" in titles and "Confusion (test nodes)" in titles
     confusion_figure = _figures(at)[titles.index("Confusion (test nodes)")]
     assert _array(confusion_figure["data"][0]["customdata"]).sum() == record["dataset"]["split_sizes"]["test"]
     assert f"test accuracy {record['metrics']['test_acc']:.3f}" in " ".join(c.value for c in at.caption)
