@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from engine.data import GraphBundle
-from engine.models import forward_sampled
+from engine.models import forward_seeds
 from engine.objectives import bf16_autocast, classification_metrics
 from engine.sampler import neighbor_batches, resolve_sampler
 
@@ -104,31 +104,26 @@ class _LabelFree:
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(seed)
 
-    def _seed(self, generator: torch.Generator) -> int:
-        """A seed for the neighbour sampler, drawn from the batch's generator."""
-        return int(torch.randint(2**31, (1,), generator=generator, device=self.device))
+    def sample(self, seeds: Tensor, generator: torch.Generator):
+        """The sampled neighbourhoods of ``seeds`` (distinct ids) as one batch,
+        seeded from ``generator``; its nodes and edges on the device."""
+        seed = int(torch.randint(2**31, (1,), generator=generator, device=self.device))
+        batch = next(iter(neighbor_batches(self.graph, seeds, self.fanout, seeds.numel(), shuffle=False,
+                                           seed=seed, sampler=self.sampler)))
+        batch.n_id, batch.edge_index = batch.n_id.to(self.device), batch.edge_index.to(self.device)
+        return batch
 
-    def encode(self, model: torch.nn.Module, nodes: Tensor, x: Tensor | None = None,
-               adj_t: Tensor | None = None, seed: int = 0) -> Tensor:
+    def encode(self, model: torch.nn.Module, nodes: Tensor, generator: torch.Generator) -> Tensor:
         """Embeddings of ``nodes`` (may repeat): a full-graph forward, or a
         forward over the sampled neighbourhoods of their distinct ids."""
-        x = self.x_dev if x is None else x
         if self.fanout is None:
-            return model(x, self.adj_t if adj_t is None else adj_t)[nodes]
+            return model(self.x_dev, self.adj_t)[nodes]
         unique, inverse = torch.unique(nodes, return_inverse=True)
-        batch = next(iter(neighbor_batches(self.graph, unique, self.fanout, unique.numel(), shuffle=False,
-                                           seed=seed, sampler=self.sampler)))
-        n_id = batch.n_id.to(self.device)
-        edge_index = batch.edge_index.to(self.device)
-        if self.trim:
-            z = forward_sampled(model, x[n_id], edge_index, batch.num_sampled_nodes, batch.num_sampled_edges)
-        else:
-            z = model(x[n_id], edge_index)[:batch.batch_size]
-        return z[inverse]
+        batch = self.sample(unique, generator)
+        return forward_seeds(model, self.x_dev[batch.n_id], batch.edge_index, batch, self.trim)[inverse]
 
     def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
-        model.train()
-        for module in self.modules().values():
+        for module in (model, *self.modules().values()):
             module.train()
         generator = self.generator(self.seed * 100_003 + epoch)
         order = torch.randperm(self.num_nodes, generator=generator, device=self.device)
@@ -147,23 +142,17 @@ class _LabelFree:
     @torch.no_grad()
     def embeddings(self, model: torch.nn.Module) -> np.ndarray:
         """The last layer for every node, full graph, eval mode (layer-wise)."""
-        from engine.layerwise import layerwise
+        from engine.layerwise import last_layer
 
-        for _, out in layerwise(model, self.x_dev, self.adj_t, progress=False):
-            pass
-        return out.float().cpu().numpy()
+        return last_layer(model, self.x_dev, self.adj_t).float().cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
-        was = [m.training for m in (model, *self.modules().values())]
-        model.eval()
-        for module in self.modules().values():
-            module.eval()
+        for module in (model, *self.modules().values()):
+            module.eval()                               # train_epoch sets training mode again
         generator = self.generator(self.seed + 7)       # the same draw at every evaluation
         val_loss = float(sum(self.batch_loss(model, anchors, generator) * anchors.numel()
                              for anchors in self.eval_nodes.split(self.batch_size))) / self.eval_nodes.numel()
-        for module, training in zip((model, *self.modules().values()), was):
-            module.train(training)
         metrics = {"val_loss": val_loss, "score": -val_loss}
         if final:
             metrics.update(self.probe(model))
@@ -204,9 +193,8 @@ class Unsupervised(_LabelFree):
         partners = _random_walk_partners(self.rowptr, self.col, anchors, self.cfg.walk_length, generator)
         negatives = torch.multinomial(self.negative_weights, self.cfg.negatives, replacement=True,
                                       generator=generator)
-        z = F.normalize(self.encode(model, torch.cat([anchors, partners, negatives]), seed=self._seed(generator))
-                        .float(), dim=-1)
-        za, zp, zn = z[:anchors.numel()], z[anchors.numel():2 * anchors.numel()], z[2 * anchors.numel():]
+        z = F.normalize(self.encode(model, torch.cat([anchors, partners, negatives]), generator).float(), dim=-1)
+        za, zp, zn = z.split([anchors.numel(), anchors.numel(), negatives.numel()])
         positive = F.logsigmoid((za * zp).sum(-1))
         negative = F.logsigmoid(-(za @ zn.t())).sum(-1)
         return -(positive + negative).mean()
@@ -219,7 +207,7 @@ class MarginContrastive(_LabelFree):
     def batch_loss(self, model: torch.nn.Module, anchors: Tensor, generator: torch.Generator) -> Tensor:
         partners = _random_walk_partners(self.rowptr, self.col, anchors, 1, generator)
         others = torch.randint(0, self.num_nodes, anchors.shape, generator=generator, device=self.device)
-        z = self.encode(model, torch.cat([anchors, partners, others]), seed=self._seed(generator)).float()
+        z = self.encode(model, torch.cat([anchors, partners, others]), generator).float()
         za, zp, zn = z.split(anchors.numel())
         positive = (za - zp).pow(2).sum(-1)
         negative = F.relu(self.cfg.margin - (za - zn).norm(dim=-1)).pow(2)
@@ -243,12 +231,11 @@ class InfoNCE(_LabelFree):
         drop_edge, drop_feature = self.cfg.drop_edge[view], self.cfg.drop_feature[view]
         x = _mask_features(self.x_dev, drop_feature, generator)
         if self.fanout is None:
-            return self.encode(model, anchors, x, _drop_edges(self.adj_t, drop_edge, generator))
-        batch = next(iter(neighbor_batches(self.graph, anchors, self.fanout, anchors.numel(), shuffle=False,
-                                           seed=self._seed(generator), sampler=self.sampler)))
-        n_id, edge_index = batch.n_id.to(self.device), batch.edge_index.to(self.device)
-        keep = torch.rand(edge_index.size(1), generator=generator, device=self.device) >= drop_edge
-        return model(x[n_id], edge_index[:, keep])[:batch.batch_size]
+            return model(x, _drop_edges(self.adj_t, drop_edge, generator))[anchors]
+        # Dropping edges breaks the per-hop counts trimming reads: a plain forward.
+        batch = self.sample(anchors, generator)
+        keep = torch.rand(batch.edge_index.size(1), generator=generator, device=self.device) >= drop_edge
+        return model(x[batch.n_id], batch.edge_index[:, keep])[:batch.batch_size]
 
     def batch_loss(self, model: torch.nn.Module, anchors: Tensor, generator: torch.Generator) -> Tensor:
         h1 = F.normalize(self.head(self._view(model, anchors, 0, generator)).float(), dim=-1)

@@ -192,3 +192,10 @@ def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int 
             yield layer.name, x
     finally:
         model.train(was_training)
+
+
+def last_layer(model: torch.nn.Module, x: Tensor, adj_t: Tensor) -> Tensor:
+    """The last layer's output for every node (``layerwise``, keeping only the end)."""
+    for _, out in layerwise(model, x, adj_t, progress=False):
+        pass
+    return out

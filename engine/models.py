@@ -216,6 +216,15 @@ def forward_sampled(model: torch.nn.Module, x: Tensor, edge_index: Tensor, num_s
     return x
 
 
+def forward_seeds(model: torch.nn.Module, x: Tensor, edge_index: Tensor, batch, trim: bool) -> Tensor:
+    """The outputs of a sampled batch's seed nodes (``batch`` a ``SampledBatch``;
+    ``x`` and ``edge_index`` its features and edges on the device): trimmed
+    per hop where the model allows it (``ModelSpec.trims``), else a plain forward."""
+    if trim:
+        return forward_sampled(model, x, edge_index, batch.num_sampled_nodes, batch.num_sampled_edges)
+    return model(x, edge_index)[:batch.batch_size]
+
+
 def _bipartite_csr(edge_index: Tensor, num_targets: int, num_sources: int, dtype: torch.dtype) -> Tensor:
     """(num_targets, num_sources) CSR of a batch's edges (row 0 sources): a
     sparse-dense product aggregates it in one kernel, where ``edge_index``

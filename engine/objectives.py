@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from engine.data import GraphBundle
 from engine.data.bundle import adjacency
-from engine.models import forward_sampled
+from engine.models import forward_seeds
 from engine.sampler import neighbor_batches, resolve_sampler
 
 
@@ -92,11 +92,8 @@ class Supervised:
             edge_index = batch.edge_index.to(self.device)
             optimizer.zero_grad()
             with bf16_autocast(self.device, self.amp):
-                if self.trim:
-                    out = forward_sampled(model, x, edge_index, batch.num_sampled_nodes, batch.num_sampled_edges)
-                else:
-                    out = model(x, edge_index)
-                loss = F.cross_entropy(out[:batch.batch_size].float(), y)
+                out = forward_seeds(model, x, edge_index, batch, self.trim)
+                loss = F.cross_entropy(out.float(), y)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * batch.batch_size
@@ -111,11 +108,9 @@ class Supervised:
     def logits(self, model: torch.nn.Module) -> Tensor:
         """(N, num_classes) logits of every node, full graph, eval mode:
         layer-wise in row blocks, so evaluating holds one layer at a time."""
-        from engine.layerwise import layerwise
+        from engine.layerwise import last_layer
 
-        for _, out in layerwise(model, self.x_dev, self.adj_t, progress=False):
-            pass
-        return out.float().cpu()
+        return last_layer(model, self.x_dev, self.adj_t).float().cpu()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:

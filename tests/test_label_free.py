@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import assert_one_line_error, run_engine
 from engine.data import load_dataset
-from engine.layerwise import layerwise
+from engine.layerwise import last_layer
 from engine.models import load_model
 from engine.train import TrainConfig, fit
 
@@ -26,9 +26,7 @@ def cora(shared_data):
 
 def _last_layer(run_dir, bundle) -> torch.Tensor:
     model, _ = load_model(run_dir / "model.pt")
-    for _, out in layerwise(model, bundle.data.x, bundle.adj_t, progress=False):
-        pass
-    return out
+    return last_layer(model, bundle.data.x, bundle.adj_t)
 
 
 def _with_constant_labels(bundle):
