@@ -58,8 +58,8 @@ import sys
 import plotly.express as px
 import streamlit as st
 sys.path.insert(0, {repo!r})
-from engine.project import ProjectionConfig, project_layers
-from engine.runs import read_run
+from layerscope.engine.project import ProjectionConfig, project_layers
+from layerscope.engine.runs import read_run
 
 run = read_run({run!r})
 names = [e["name"] for e in run.layers]
@@ -150,8 +150,8 @@ def measure(url: str, ours: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
-    from engine.project import ProjectionConfig, project_layers
-    from engine.runs import read_run
+    from layerscope.engine.project import ProjectionConfig, project_layers
+    from layerscope.engine.runs import read_run
 
     if not CACHE.exists():
         build_run(CACHE)

@@ -62,11 +62,11 @@ SIDES = {
 
 def build_run(folder: Path) -> None:
     """Train and embed the synthetic 100,000-node run the benchmark projects."""
-    from engine.data.bundle import GraphBundle
-    from engine.data.splits import stratified_split
-    from engine.data.synthetic import copurchase_graph
-    from engine.embed import embed_run
-    from engine.train import TrainConfig, fit
+    from layerscope.engine.data.bundle import GraphBundle
+    from layerscope.engine.data.splits import stratified_split
+    from layerscope.engine.data.synthetic import copurchase_graph
+    from layerscope.engine.embed import embed_run
+    from layerscope.engine.train import TrainConfig, fit
 
     print(f"# building the benchmark run in {folder} (once; about 10 minutes on 2 cores)", flush=True)
     data = copurchase_graph(NODES, 1.0 / np.arange(1, CLASSES + 1), avg_degree=DEGREE, homophily=0.8,
@@ -86,7 +86,7 @@ def _warm_up(side: str, x: np.ndarray) -> None:
     """Compile the numba code a side uses, on 6,000 rows (above umap's exact-search size)."""
     import umap
 
-    from engine.project import ProjectionConfig, _fit_umap
+    from layerscope.engine.project import ProjectionConfig, _fit_umap
 
     rows = np.ascontiguousarray(x[:6000, :50], dtype=np.float32)
     if side.startswith("ours"):
@@ -97,8 +97,8 @@ def _warm_up(side: str, x: np.ndarray) -> None:
 
 def run_side(side: str, run_dir: Path, layer: str, out: Path) -> dict:
     """Lay out every node of ``layer`` one way; returns seconds and peak memory, writes ``out``."""
-    from engine.project import ProjectionConfig, project_layers
-    from engine.runs import read_run
+    from layerscope.engine.project import ProjectionConfig, project_layers
+    from layerscope.engine.runs import read_run
 
     run = read_run(run_dir)
     _warm_up(side, run.layer(layer))
@@ -154,7 +154,7 @@ def main() -> None:
 
     from sklearn.manifold import trustworthiness
 
-    from engine.runs import read_run
+    from layerscope.engine.runs import read_run
 
     if args.run is None:
         if not (CACHE / "run.json").exists():

@@ -115,8 +115,8 @@ def to_csc(edge_index: torch.Tensor, num_nodes: int) -> tuple[np.ndarray, np.nda
 
 
 def bench_graph(name: str, edge_index: torch.Tensor, num_nodes: int) -> dict:
-    from engine.models import adjacency
-    from engine.sampler import NeighborSampler
+    from layerscope.engine.models import adjacency
+    from layerscope.engine.sampler import NeighborSampler
 
     batches = seed_batches(num_nodes)
     with tempfile.TemporaryDirectory(prefix="bench-sampler-") as tmp:
@@ -153,8 +153,8 @@ def main() -> None:
         return reference(args.reference)
 
     sys.path.insert(0, str(REPO))
-    from engine.data import load_dataset
-    from engine.data.synthetic import copurchase_graph
+    from layerscope.engine.data import load_dataset
+    from layerscope.engine.data.synthetic import copurchase_graph
 
     ensure_ref_venv()
     print(f"# {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -176,7 +176,7 @@ def reference_embed(folder: Path, run: Path) -> dict:
 
 
 def _synthetic(data_root: str, scale: float):
-    from engine.data import load_dataset
+    from layerscope.engine.data import load_dataset
 
     return load_dataset("synthetic-products", data_root, scale=scale)
 
@@ -186,8 +186,8 @@ def reference_epoch_gpu(data_root: str, scale: float, device: str) -> dict:
     import torch.nn.functional as F
     from torch_geometric.nn.models import GraphSAGE
 
-    from engine.sampler import neighbor_batches
-    from engine.train import gpu_peak_bytes, resolve_device
+    from layerscope.engine.sampler import neighbor_batches
+    from layerscope.engine.train import gpu_peak_bytes, resolve_device
 
     device = resolve_device(device)
     start = time.perf_counter()
@@ -214,7 +214,7 @@ def reference_embed_gpu(data_root: str, scale: float, run: Path, device: str) ->
     import torch
     from torch_geometric.nn.models import GraphSAGE
 
-    from engine.train import gpu_peak_bytes, resolve_device
+    from layerscope.engine.train import gpu_peak_bytes, resolve_device
 
     device = resolve_device(device)
     bundle = _synthetic(data_root, scale)
@@ -232,8 +232,8 @@ def reference_embed_gpu(data_root: str, scale: float, run: Path, device: str) ->
 def reference_umap(run: Path) -> dict:
     import umap
 
-    from engine.project import shared_sample
-    from engine.runs import read_run
+    from layerscope.engine.project import shared_sample
+    from layerscope.engine.runs import read_run
 
     r = read_run(run)
     nodes = shared_sample(r.nodes()["label"].to_numpy(), SAMPLE, seed=0)
@@ -312,10 +312,10 @@ def main() -> None:
 
     import torch
 
-    from engine.data.products import dataset_folder
-    from engine.project import ProjectionConfig, project_layers, shared_sample
-    from engine.runs import read_run
-    from engine.train import resolve_device
+    from layerscope.engine.data.products import dataset_folder
+    from layerscope.engine.project import ProjectionConfig, project_layers, shared_sample
+    from layerscope.engine.runs import read_run
+    from layerscope.engine.train import resolve_device
 
     python = sys.executable
     device = resolve_device(args.device)
@@ -340,7 +340,7 @@ def main() -> None:
     run_dir = out / RUN_NAME
     if not done and run_dir.exists():
         shutil.rmtree(run_dir)
-    gen = _checked(step("generate", [python, "-c", "from pathlib import Path; from engine.data.products import "
+    gen = _checked(step("generate", [python, "-c", "from pathlib import Path; from layerscope.engine.data.products import "
                                      f"dataset_folder; dataset_folder(Path({args.data_root!r}), {args.scale}, False)"]),
                    "generation")
     folder = dataset_folder(Path(args.data_root), args.scale, progress=False)

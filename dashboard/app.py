@@ -7,14 +7,18 @@ project), so a fresh machine with no network shows a map.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `streamlit run` puts only dashboard/ on the path
+if importlib.util.find_spec("layerscope") is None:
+    # An uninstalled checkout: `streamlit run` puts only dashboard/ on the path, and
+    # layerscope/ sits beside it.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dashboard import state  # noqa: E402
+from layerscope.dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="layerscope", page_icon=":material/layers:", layout="wide")
 state.init_state()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.figures import FONT
+from layerscope.dashboard.figures import FONT
 
 METRIC_NAMES = {"knn_acc": "kNN accuracy (k=10)", "silhouette": "silhouette (cosine)",
                 "probe_acc": "linear-probe accuracy", "trustworthiness": "trustworthiness (2-D)"}

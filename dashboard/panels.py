@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.project import Layout
-from engine.runs import Run
+from layerscope.engine.project import Layout
+from layerscope.engine.runs import Run
 
 METRIC_LABELS = {"knn_acc": "kNN acc.", "silhouette": "silhouette", "probe_acc": "probe acc.",
                  "trustworthiness": "trustworthiness"}

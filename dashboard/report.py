@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.figures import (CORRECT_COLOURS, SPLIT_COLOURS, category_palette, legend_entries,
+from layerscope.dashboard.figures import (CORRECT_COLOURS, SPLIT_COLOURS, category_palette, legend_entries,
                                marker_size)
 
 SLIDE_INCHES = (40 / 3, 7.5)    # a 16:9 slide

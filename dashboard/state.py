@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame
-from engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
-from engine.errors import UserError
-from engine.runs import RUN_FILE, Run, read_run, scan_runs
+from layerscope.dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame
+from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
+from layerscope.engine.errors import UserError
+from layerscope.engine.runs import RUN_FILE, Run, read_run, scan_runs
+from layerscope.engine.summary import needs_scores, with_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_RUN = "demo-sage"
@@ -94,9 +95,15 @@ def list_runs() -> tuple[list[str], list[str]]:
     return _scan(str(root), _stamp(root))
 
 
+@st.cache_resource(show_spinner="Scoring the run's layers (it was written without --metrics full)…")
+def _scored(path: str, mtime: float) -> Run:
+    return with_scores(read_run(Path(path)))     # shared between sessions; never mutated
+
+
 @st.cache_resource(show_spinner=False)
 def _open(path: str, mtime: float) -> Run:
-    return read_run(Path(path))     # shared between sessions; never mutated
+    run = read_run(Path(path))
+    return _scored(path, mtime) if needs_scores(run) else run
 
 
 def open_run(name: str) -> Run:
@@ -247,9 +254,9 @@ def build_demo_run() -> None:
     """Train, embed and project the built-in demo run into the runs folder,
     showing progress. A second session arriving meanwhile waits for the first;
     a build that was killed part-way is continued, not restarted."""
-    from engine.embed import embed_run
-    from engine.runs import PENDING_FILE, RESUME_FILE
-    from engine.train import TrainConfig, train_run
+    from layerscope.engine.embed import embed_run
+    from layerscope.engine.runs import PENDING_FILE, RESUME_FILE
+    from layerscope.engine.train import TrainConfig, train_run
 
     root = runs_root()
     run_dir = root / DEMO_RUN

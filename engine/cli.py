@@ -9,22 +9,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.errors import UserError
+from layerscope.engine.errors import UserError
 
 DESCRIPTION = """layerscope engine: train GNNs and write run folders the dashboard reads.
 
 commands:
   train      train sage, gcn, graphconv or gvae on a dataset, with or without labels; writes
              checkpoints/<run>/ with every layer's embeddings
-  embed      write every layer's embeddings of a trained run, or of a bare model.pt, with per-layer metrics
+  embed      write every layer's embeddings of a trained run, of a layerscope model.pt, or of a plain
+             PyG state dict (declared --model, or --model-factory), with per-layer metrics
   list       the complete runs in checkpoints/, one line each, and a warning per broken folder
   compare    per-layer metrics of one or two runs and their layer-by-layer linear CKA
   project    2-D UMAP (or PCA) layouts of a run's layers, aligned and cached in the run folder
-  import     make a run folder from embeddings computed elsewhere (.npy) and their labels
+  import     make a run folder from embeddings computed elsewhere (.npy), on a dataset's graph or with labels
   datasets   list the dataset names and where their files go
+  dashboard  start the dashboard on a folder of runs
 """
 
-EPILOG = "Run 'python -m engine COMMAND --help' for a command's options."
+PROG = "layerscope" if sys.argv and Path(sys.argv[0]).name == "layerscope" else "python -m engine"
+EPILOG = f"Run '{PROG} COMMAND --help' for a command's options."
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,17 +61,22 @@ def _probabilities(text: str) -> tuple[float, float]:
     return values * 2 if len(values) == 1 else values
 
 
+METRICS_HELP = ("what to score per layer: full (kNN accuracy, silhouette, linear probe, CKA), fast (no probe: "
+                "most of the time) or none (the dashboard scores on demand)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from engine.data import dataset_names
-    from engine.embed import DTYPES
-    from engine.label_free import CONTRASTIVE
-    from engine.layerwise import DEFAULT_BLOCK_ROWS
-    from engine.models import MODELS
-    from engine.sampler import SAMPLERS
-    from engine.train import MONITORS, WEIGHT_DECAY_ON, TrainConfig
+    from layerscope.engine.data import dataset_names
+    from layerscope.engine.record import DTYPES, METRICS_MODES
+    from layerscope.engine.label_free import CONTRASTIVE
+    from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS
+    from layerscope.engine.models import MODELS
+    from layerscope.engine.sampler import SAMPLERS
+    from layerscope.engine.train import AGGREGATIONS, MONITORS, WEIGHT_DECAY_ON, TrainConfig
+    from layerscope.engine.user_model import PREDICTIONS
 
     d = TrainConfig()
-    parser = _Parser(prog="python -m engine", description=DESCRIPTION, epilog=EPILOG,
+    parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -103,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dropout on the input features")
     train.add_argument("--l2-normalize", action="store_true",
                        help="sage: scale every layer's output to unit length (GraphSAGE paper)")
+    train.add_argument("--aggr", default=None, choices=AGGREGATIONS,
+                       help="sage / graphconv neighbour aggregation (default: mean for sage, sum for graphconv)")
     label_free = train.add_argument_group("label-free objectives")
     label_free.add_argument("--walk-length", type=int, default=d.walk_length,
                             help="unsup: a node's positive is met within this many random-walk steps")
@@ -120,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split", default=None,
                        help="60/20/20-style percentages or per-class:20,30 (default: the official "
                             "split where the dataset has one, else 60/20/20)")
+    train.add_argument("--split-file", default=None, metavar="FILE",
+                       help="your own split: .npz of train / val / test index or mask arrays, or .pt of OGB's "
+                            "split_idx (read with weights_only=True)")
     train.add_argument("--largest-component", action="store_true",
                        help="train and evaluate on the largest connected component only, as "
                             "Shchur et al. do")
@@ -153,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop after training; write the embeddings later with engine embed")
     train.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="layer files' dtype; float16 halves them for large graphs")
+    train.add_argument("--metrics", default="full", choices=METRICS_MODES, help=METRICS_HELP)
 
     embed = commands.add_parser(
         "embed", help="write every layer's embeddings and per-layer metrics",
@@ -163,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = embed.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="DIR", help="a run folder written by engine train")
     source.add_argument("--checkpoint", metavar="FILE",
-                        help="a bare model.pt written by this engine: makes a new run folder --out/--name")
+                        help="a model.pt written by this engine, or a plain PyG state dict "
+                             "(torch.save(model.state_dict(), FILE)) with --model or --model-factory: "
+                             "makes a new run folder --out/--name")
     embed.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="layer files' dtype; float16 halves them for large graphs")
     embed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -174,11 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--dataset", default=None, metavar="NAME",
                        help="with --checkpoint: the graph to embed (default: the one it was trained on)")
     embed.add_argument("--split", default=None, help="with --checkpoint: the split (default: its own)")
+    embed.add_argument("--split-file", default=None, metavar="FILE",
+                       help="with --checkpoint: your own split (.npz of index or mask arrays, .pt of OGB's split_idx)")
+    declared = embed.add_argument_group(
+        "a plain PyG state dict (--checkpoint): the model it belongs to",
+        "A state dict holds tensors only: declare the architecture, or build it with your own code. "
+        "sage and graphconv need --aggr, since mean and max aggregation have the same weights.")
+    declared.add_argument("--model", default=None, choices=list(MODELS),
+                          help="sage: PyG GraphSAGE (ModuleList convs of SAGEConv, as the OGB example), gcn, "
+                               "graphconv, gvae")
+    declared.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
+                          help="your function or class that builds the model; called with those of "
+                               "in_channels, hidden_channels, out_channels, num_layers, dropout it takes")
+    declared.add_argument("--layers", type=int, default=d.num_layers, help="message-passing layers")
+    declared.add_argument("--hidden", type=int, default=d.hidden_channels, help="hidden channels")
+    declared.add_argument("--out-channels", type=int, default=None, help="output width (default: the class count)")
+    declared.add_argument("--aggr", default=None, choices=AGGREGATIONS, help="sage / graphconv aggregation")
+    declared.add_argument("--predictions", default="auto", choices=PREDICTIONS,
+                          help="model: the output's argmax; probe: a linear probe on the last layer; auto: the "
+                               "model's when it has one output per class")
     embed.add_argument("--seed", type=int, default=None, help="with --checkpoint: the split seed")
     embed.add_argument("--largest-component", action="store_true", default=None,
                        help="with --checkpoint: only the largest connected component")
     embed.add_argument("--out", default="checkpoints", metavar="DIR", help="with --checkpoint: folder of runs")
     embed.add_argument("--name", default=None, metavar="RUN", help="with --checkpoint: the new run's name")
+    embed.add_argument("--metrics", default="full", choices=METRICS_MODES, help=METRICS_HELP)
     embed.add_argument("--quiet", action="store_true", help="no progress bars")
 
     listing = commands.add_parser("list", help="list complete runs and warn about broken ones",
@@ -195,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN_A with itself). Two runs must be on the same graph (same fingerprint).")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="one or two run folders")
 
-    from engine.project import ALIGNMENTS, DEFAULT_SAMPLE, METHODS, METRICS, ProjectionConfig
+    from layerscope.engine.project import ALIGNMENTS, DEFAULT_SAMPLE, METHODS, METRICS, ProjectionConfig
 
     p = ProjectionConfig()
     project = commands.add_parser(
@@ -233,7 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "layer (N x dim, in layer order) and the N labels.",
         formatter_class=_Defaults)
     imp.add_argument("--embeddings", nargs="+", required=True, metavar="A.npy", help="one file per layer")
-    imp.add_argument("--labels", required=True, metavar="labels.npy", help="N integer class indices")
+    imp.add_argument("--dataset", default=None, metavar="NAME",
+                     help="the graph the rows are nodes of: gives labels, class names, split, degree, neighbours "
+                          "and the fingerprint that puts the run beside engine runs on the same graph")
+    imp.add_argument("--data-root", default=None, metavar="DIR", help="with --dataset: its folder")
+    imp.add_argument("--labels", default=None, metavar="labels.npy",
+                     help="N integer class indices (without --dataset)")
+    imp.add_argument("--edges", default=None, metavar="edges.npy",
+                     help="without --dataset: the graph, (2, E) or (E, 2) node indices (made undirected), for "
+                          "degree and Neighbours")
+    imp.add_argument("--logits", default=None, metavar="logits.npy",
+                     help="(N, classes) outputs of your model: its argmax is each node's prediction "
+                          "(default: a linear probe on the last layer)")
+    imp.add_argument("--split-file", default=None, metavar="FILE",
+                     help="your split (.npz of index or mask arrays, .pt of OGB's split_idx)")
+    imp.add_argument("--metrics", default="full", choices=METRICS_MODES, help=METRICS_HELP)
     imp.add_argument("--class-names", default=None, metavar="names.txt", help="one class name per line")
     imp.add_argument("--name", required=True, metavar="RUN", help="the new run folder's name")
     imp.add_argument("--out", default="checkpoints", metavar="DIR", help="folder of run folders")
@@ -243,12 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("datasets", help="list dataset names and where their files go",
                         description="List the dataset names train accepts and the files each reads.")
+
+    board = commands.add_parser("dashboard", help="start the dashboard on a folder of runs",
+                                description="Start the Streamlit dashboard (streamlit run dashboard/app.py) on "
+                                            "--runs, offline: no usage statistics are sent.",
+                                formatter_class=_Defaults)
+    board.add_argument("--runs", default="checkpoints", metavar="DIR", help="folder of run folders")
+    board.add_argument("--port", type=int, default=8501, help="port to serve on (127.0.0.1)")
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
-    from engine.runs import default_run_name
-    from engine.train import TrainConfig, train_run
+    from layerscope.engine.runs import default_run_name
+    from layerscope.engine.train import TrainConfig, train_run
 
     if args.resume and not args.name:
         raise UserError("--resume needs --name RUN, the run to continue")
@@ -262,12 +319,13 @@ def _train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, sampler=args.sampler, patience=args.patience,
                       monitor=args.monitor, seed=args.seed, device=args.device, amp=not args.no_amp,
                       normalize_features=args.normalize_features, data_root=args.data_root,
+                      split_file=args.split_file, aggr=args.aggr,
                       walk_length=args.walk_length, negatives=args.negatives, margin=args.margin, tau=args.tau,
                       drop_edge=args.drop_edge, drop_feature=args.drop_feature,
                       projection_channels=args.projection)
     name = args.name or default_run_name(cfg.dataset, cfg.model)
     run = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet,
-                    embed=not args.no_embed, dtype=args.dtype)
+                    embed=not args.no_embed, dtype=args.dtype, metrics=args.metrics)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in run["metrics"].items() if isinstance(v, float))
     print(f"{Path(args.out) / name}: {metrics}")
     if run.get("layers"):
@@ -276,38 +334,66 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from engine.embed import embed_checkpoint, embed_run
-    from engine.runs import default_run_name
+    from layerscope.engine.embed import embed_checkpoint, embed_run
+    from layerscope.engine.runs import default_run_name
 
     if args.block_rows < 1:
         raise UserError(f"--block-rows must be at least 1, got {args.block_rows}")
+    if args.split and args.split_file:
+        raise UserError("give --split or --split-file, not both")
     if args.run:
-        given = [f"--{k.replace('_', '-')}" for k in ("dataset", "split", "seed", "largest_component", "name")
+        given = [f"--{k.replace('_', '-')}" for k in ("dataset", "split", "split_file", "seed", "largest_component",
+                                                     "name", "model", "model_factory", "aggr", "out_channels")
                  if getattr(args, k) is not None]
         if given:
             raise UserError(f"{', '.join(given)} apply to --checkpoint; --run embeds the run's own graph")
         run = embed_run(Path(args.run), args.dtype, args.device, args.data_root, args.block_rows,
-                        progress=not args.quiet)
+                        progress=not args.quiet, metrics=args.metrics)
         where = Path(args.run)
     else:
-        overrides = {k: getattr(args, k) for k in ("dataset", "split", "seed", "largest_component", "data_root")}
         name = args.name or default_run_name(args.dataset or Path(args.checkpoint).parent.name or "checkpoint",
                                              "embed")
-        run = embed_checkpoint(Path(args.checkpoint), Path(args.out), name, overrides, args.dtype, args.device,
-                               progress=not args.quiet)
+        if args.model is None and args.model_factory is None:
+            overrides = {k: getattr(args, k) for k in ("dataset", "split", "split_file", "seed", "largest_component",
+                                                       "data_root")}
+            run = embed_checkpoint(Path(args.checkpoint), Path(args.out), name, overrides, args.dtype, args.device,
+                                   progress=not args.quiet, metrics=args.metrics)
+        else:
+            run = _embed_state_dict(args, name)
         where = Path(args.out) / name
     print(f"{where}: {len(run['layers'])} layers, {run['embedding']['seconds']:.1f} s")
     print(_layer_table(run))
     return 0
 
 
+def _embed_state_dict(args: argparse.Namespace, name: str) -> dict:
+    """``embed --checkpoint`` of a plain PyG state dict with a declared model or a factory."""
+    from layerscope.engine.data import load_dataset
+    from layerscope.engine.user_model import embed_state_dict
+
+    if args.model and args.model_factory:
+        raise UserError("give --model or --model-factory, not both")
+    if args.dataset is None:
+        raise UserError(f"{args.checkpoint}: a state dict does not say which graph it was trained on; give --dataset")
+    bundle = load_dataset(args.dataset, args.data_root, args.split, args.seed or 0, bool(args.largest_component),
+                          split_file=args.split_file)
+    result = embed_state_dict(Path(args.checkpoint), bundle, Path(args.out), name, model=args.model,
+                              factory=args.model_factory, hidden_channels=args.hidden, num_layers=args.layers,
+                              out_channels=args.out_channels, aggr=args.aggr, dtype=args.dtype, device=args.device,
+                              block_rows=args.block_rows, metrics=args.metrics, predictions=args.predictions,
+                              progress=not args.quiet)
+    why = f" ({result.reason})" if result.reason else ""
+    print(f"{result.path} path{why}")
+    return result.record
+
+
 def _layer_table(record: dict) -> str:
     """Per-layer metrics of one run, one row per layer."""
     lines = [f"  {'layer':12} {'dim':>6} {'kNN acc':>8} {'probe acc':>9} {'silhouette':>10}"]
     for e in record["layers"]:
-        m = e["metrics"]
-        sil = "n/a" if m["silhouette"] is None else f"{m['silhouette']:.4f}"
-        lines.append(f"  {e['name']:12} {e['dim']:>6} {m['knn_acc']:>8.4f} {m['probe_acc']:>9.4f} {sil:>10}")
+        m = e.get("metrics") or {}
+        knn, probe, sil = (("-" if m.get(k) is None else f"{m[k]:.4f}") for k in ("knn_acc", "probe_acc", "silhouette"))
+        lines.append(f"  {e['name']:12} {e['dim']:>6} {knn:>8} {probe:>9} {sil:>10}")
     return "\n".join(lines)
 
 
@@ -320,15 +406,17 @@ def _size(num_bytes: int) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from engine.runs import scan_runs
+    from layerscope.engine.runs import scan_runs
 
     runs, warnings = scan_runs(Path(args.out))
     for run in runs:
         r = run.record
         metric = next((f"{k} {r['metrics'][k]:.4f}" for k in ("test_acc", "test_auc") if k in r["metrics"]), "-")
         layers = run.layers
-        best = max(layers, key=lambda e: e["metrics"]["knn_acc"], default=None)
-        best_text = f"best kNN {best['name']} {best['metrics']['knn_acc']:.4f}" if best else "not embedded"
+        best = max((e for e in layers if (e.get("metrics") or {}).get("knn_acc") is not None),
+                   key=lambda e: e["metrics"]["knn_acc"], default=None)
+        best_text = (f"best kNN {best['name']} {best['metrics']['knn_acc']:.4f}" if best
+                     else "not scored" if layers else "not embedded")
         print(f"{run.name}  {r['dataset']['name']}  {r['model']['model']}  {r['model']['objective'] or '-'}  "
               f"{metric}  {len(layers)} layers  {best_text}  {_size(run.size_bytes())}")
     for warning in warnings:
@@ -339,8 +427,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from engine.runs import read_run
-    from engine.summary import cross_run_cka
+    from layerscope.engine.runs import read_run
+    from layerscope.engine.summary import cross_run_cka
 
     if len(args.runs) > 2:
         raise UserError(f"compare takes one or two runs, got {len(args.runs)}")
@@ -360,8 +448,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
-    from engine.project import ProjectionConfig, project_layers, resolve_layers
-    from engine.runs import read_run
+    from layerscope.engine.project import ProjectionConfig, project_layers, resolve_layers
+    from layerscope.engine.runs import read_run
 
     run = read_run(Path(args.run))
     cfg = ProjectionConfig(method=args.method, sample=args.sample, all_nodes=args.all_nodes,
@@ -379,17 +467,29 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from engine.embed import import_embeddings
+    from layerscope.engine.embed import import_embeddings
 
-    run = import_embeddings([Path(p) for p in args.embeddings], Path(args.labels), Path(args.out), args.name,
-                            Path(args.class_names) if args.class_names else None, args.split, args.seed,
-                            progress=not args.quiet)
-    print(f"{Path(args.out) / args.name}: {len(run['layers'])} layers")
+    optional = {k: Path(getattr(args, k)) if getattr(args, k) else None
+                for k in ("labels", "class_names", "split_file", "logits", "edges")}
+    run = import_embeddings([Path(p) for p in args.embeddings], Path(args.out), args.name,
+                            labels_file=optional["labels"], class_names_file=optional["class_names"],
+                            split=args.split, seed=args.seed, dataset=args.dataset, data_root=args.data_root,
+                            split_file=optional["split_file"], logits_file=optional["logits"],
+                            edges_file=optional["edges"],
+                            metrics=args.metrics, progress=not args.quiet)
+    print(f"{Path(args.out) / args.name}: {len(run['layers'])} layers, predictions by {run['nodes']['predicted_by']}")
     print(_layer_table(run))
     return 0
 
 
-COMMANDS = {"embed": _embed, "list": _list, "compare": _compare, "project": _project, "import": _import}
+def _dashboard(args: argparse.Namespace) -> int:
+    from layerscope.engine.launch import run_dashboard
+
+    return run_dashboard(Path(args.runs), port=args.port)
+
+
+COMMANDS = {"embed": _embed, "list": _list, "compare": _compare, "project": _project, "import": _import,
+            "dashboard": _dashboard}
 
 
 DATASET_FILES = """\
@@ -415,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
         if args.command == "datasets":
-            from engine.data import data_root
+            from layerscope.engine.data import data_root
             print(f"ROOT = {data_root()} (--data-root or LAYERSCOPE_DATA)\n{DATASET_FILES}")
             return 0
         parser.print_help()

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from engine.data import GraphBundle
-from engine.models import forward_seeds
-from engine.objectives import bf16_autocast, classification_metrics
-from engine.sampler import neighbor_batches, resolve_sampler
+from layerscope.engine.data import GraphBundle
+from layerscope.engine.models import forward_seeds
+from layerscope.engine.objectives import bf16_autocast, classification_metrics
+from layerscope.engine.sampler import neighbor_batches, resolve_sampler
 
 CONTRASTIVE = ("infonce", "margin")
 EVAL_NODES = 4096           # nodes of the fixed draw the validation loss is computed on
@@ -142,7 +142,7 @@ class _LabelFree:
     @torch.no_grad()
     def embeddings(self, model: torch.nn.Module) -> np.ndarray:
         """The last layer for every node, full graph, eval mode (layer-wise)."""
-        from engine.layerwise import last_layer
+        from layerscope.engine.layerwise import last_layer
 
         return last_layer(model, self.x_dev, self.adj_t).float().cpu().numpy()
 
@@ -161,7 +161,7 @@ class _LabelFree:
     def probe(self, model: torch.nn.Module) -> dict:
         """Linear-probe accuracy of the last layer: fit on the train split,
         scored on each split (labels read here, after training, only)."""
-        from engine.quality import linear_probe
+        from layerscope.engine.quality import linear_probe
 
         z, y = self.embeddings(model), self._labels.numpy()
         split = {k: v.numpy() for k, v in self._split.items() if v.numel()}

@@ -27,7 +27,7 @@ from torch_geometric.nn.models.basic_gnn import BasicGNN
 from torch_geometric.utils import spmm
 from tqdm.auto import tqdm
 
-from engine.models import GVAE
+from layerscope.engine.models import GVAE, InputDropout
 
 DEFAULT_BLOCK_ROWS = 65_536
 
@@ -42,22 +42,77 @@ class Layer:
     act: Callable[[Tensor], Tensor] | None
 
 
+def fast_path_refusal(model: torch.nn.Module) -> str | None:
+    """Why the block-wise path cannot reproduce ``model`` exactly, in a few
+    words naming the layer and the setting; ``None`` when it can.
+
+    The block-wise path recomputes the model from its convolutions, so it may
+    only take models whose ``forward`` it knows (``BasicGNN``'s, ours) and
+    convolutions whose every setting it reproduces (``conv_refusal``).
+    """
+    if isinstance(model, GVAE):
+        convs = [*model.convs, model.conv_mu]
+    elif isinstance(model, BasicGNN):
+        if type(model).forward not in (BasicGNN.forward, InputDropout.forward):
+            return f"{type(model).__name__} overrides BasicGNN.forward"
+        if model.norms is not None and not all(isinstance(n, torch.nn.Identity) for n in model.norms):
+            return f"{type(model).__name__} has normalisation layers ({type(model.norms[0]).__name__})"
+        if model.jk_mode is not None:
+            return f"{type(model).__name__} has jumping knowledge (jk={model.jk_mode!r})"
+        convs = list(model.convs)
+    else:
+        return f"{type(model).__name__} is not a BasicGNN"
+    for i, conv in enumerate(convs):
+        reason = conv_refusal(conv)
+        if reason is not None:
+            return f"layer {i} ({type(conv).__name__}): {reason}"
+    return None
+
+
+_SPMM_REDUCE = ("mean", "sum", "add", "max", "min")
+
+
+def conv_refusal(conv: torch.nn.Module) -> str | None:
+    """Why ``_apply_conv`` cannot compute ``conv`` exactly (``None``: it can).
+
+    Checked against every setting that changes what the layer computes:
+    SAGEConv's and GraphConv's ``aggr`` (a plain reduction; ``normalize``,
+    ``root_weight`` and ``project`` are reproduced), GCNConv's ``normalize``
+    and ``cached`` (``improved`` and ``add_self_loops`` are reproduced), and
+    the message direction.
+    """
+    if not isinstance(conv, (SAGEConv, GCNConv, GraphConv)):
+        return "not a SAGEConv, GCNConv or GraphConv"
+    if getattr(conv, "flow", "source_to_target") != "source_to_target":
+        return f"flow={conv.flow!r}"
+    if isinstance(conv, GCNConv):
+        if not conv.normalize:
+            return "normalize=False"
+        if conv.cached:
+            return "cached=True (a normalisation cached from another graph may be in use)"
+        return None
+    if not (isinstance(conv.aggr, str) and conv.aggr in _SPMM_REDUCE):
+        return f"aggr={conv.aggr!r} (a plain mean, sum, max or min is reproduced)"
+    return None
+
+
 def layers_of(model: torch.nn.Module) -> list[Layer]:
-    """The layers of any model of ``MODELS``, in ``forward`` order, named as
-    their files: ``hidden1 ... hiddenK`` then ``logits`` (classifiers),
-    ``embedding`` (label-free objectives) or ``mu`` (gvae)."""
+    """The layers of a model ``fast_path_refusal`` accepts, in ``forward``
+    order, named as their files: ``hidden1 ... hiddenK`` then ``logits``
+    (classifiers), ``embedding`` (label-free objectives) or ``mu`` (gvae).
+
+    Raises ``ValueError`` naming the layer and setting it cannot reproduce.
+    """
+    reason = fast_path_refusal(model)
+    if reason is not None:
+        raise ValueError(f"the block-wise layer-wise path cannot reproduce this model: {reason}")
     if isinstance(model, GVAE):
         hidden = [Layer(f"hidden{i + 1}", conv, torch.relu) for i, conv in enumerate(model.convs)]
         return hidden + [Layer("mu", model.conv_mu, None)]
-    if isinstance(model, BasicGNN):
-        plain = model.norms is None or all(isinstance(n, torch.nn.Identity) for n in model.norms)
-        if not plain or model.jk_mode is not None:
-            raise ValueError("layer-wise inference covers BasicGNN without norms or jumping knowledge")
-        last = model.num_layers - 1
-        head = "logits" if getattr(model, "objective", "supervised") == "supervised" else "embedding"
-        return [Layer(head if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
-                for i, conv in enumerate(model.convs)]
-    raise TypeError(f"no layer-wise inference for {type(model).__name__}")
+    last = model.num_layers - 1
+    head = "logits" if getattr(model, "objective", "supervised") == "supervised" else "embedding"
+    return [Layer(head if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
+            for i, conv in enumerate(model.convs)]
 
 
 def _row_block(adj_t: Tensor, start: int, stop: int) -> Tensor:
@@ -158,6 +213,10 @@ def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int
             out[start:stop] = spmm(_row_block(a_hat, start, stop), h, reduce=conv.aggr)
             if conv.bias is not None:
                 out[start:stop] += conv.bias
+    elif isinstance(conv, GraphConv):
+        # max / min: the layer itself, called bipartite as SAGEConv above.
+        for start, stop in _blocks(num_nodes, block_rows):
+            out[start:stop] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
     else:
         raise TypeError(f"no layer-wise inference for {type(conv).__name__}")
     return out

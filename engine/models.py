@@ -20,8 +20,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.models import GCN, GraphSAGE
 from torch_geometric.nn.models.basic_gnn import BasicGNN
 
-from engine.data.bundle import adjacency  # noqa: F401  (re-exported: models run on it)
-from engine.errors import UserError
+from layerscope.engine.data.bundle import adjacency  # noqa: F401  (re-exported: models run on it)
+from layerscope.engine.errors import UserError
 
 
 @dataclass
@@ -37,6 +37,7 @@ class ModelConfig:
     input_dropout: float = 0.0  # dropout on the input features, training only
     l2_normalize: bool = False  # sage: scale every layer's output to unit L2 norm
     objective: str = "supervised"  # what it was trained for: names the last layer (logits or embedding)
+    aggr: str | None = None    # sage / graphconv neighbour aggregation; None: the layer's default (mean / sum)
 
 
 class GVAE(torch.nn.Module):
@@ -104,7 +105,7 @@ class Dropout(torch.nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-class _DropInput:
+class InputDropout:
     """Dropout on the input features too, as in Kipf & Welling's GCN and the
     models of Shchur et al.; PyG's ``BasicGNN`` drops only between layers.
     Training only, so layer-wise inference is unaffected."""
@@ -116,11 +117,11 @@ class _DropInput:
         return super().forward(x, edge_index, *args, **kwargs)
 
 
-class SAGE(_DropInput, GraphSAGE):
+class SAGE(InputDropout, GraphSAGE):
     """PyG's ``GraphSAGE`` (``SAGEConv``, mean aggregation) with input dropout."""
 
 
-class GCNModel(_DropInput, GCN):
+class GCNModel(InputDropout, GCN):
     """PyG's ``GCN`` (``GCNConv``, symmetric normalisation) with input dropout."""
 
 
@@ -136,7 +137,7 @@ class _GraphConv(GraphConv):
         return super().message_and_aggregate(edge_index, x, edge_weight)
 
 
-class GraphConvNet(_DropInput, BasicGNN):
+class GraphConvNet(InputDropout, BasicGNN):
     """PyG's ``GraphConv`` (Morris et al., 2019: a weight for the node itself,
     another for the sum of its neighbours) stacked as a ``BasicGNN``; PyG ships
     the convolution but no model of it."""
@@ -153,6 +154,8 @@ def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
     def build(c: ModelConfig) -> torch.nn.Module:
         # SAGEConv's normalize=True is the GraphSAGE paper's h / ||h|| after every layer.
         extra = {"normalize": True} if c.l2_normalize else {}
+        if c.aggr is not None:
+            extra["aggr"] = c.aggr
         model = cls(c.in_channels, c.hidden_channels, c.num_layers, c.out_channels,
                     dropout=c.dropout, act="relu", **extra)
         model.input_dropout = c.input_dropout
@@ -249,7 +252,7 @@ def save_model(model: torch.nn.Module, config: ModelConfig, path: Path, train_co
     """``model.pt``: the state dict, the config that rebuilds the model and
     (``train_config``) the training settings, so a bare checkpoint still knows
     its dataset, split and input preprocessing."""
-    from engine.runs import atomic_torch_save
+    from layerscope.engine.runs import atomic_torch_save
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save({"format": 1, "model_config": asdict(config), "state_dict": state,

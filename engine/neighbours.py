@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from engine.errors import UserError
-from engine.runs import Run
+from layerscope.engine.errors import UserError
+from layerscope.engine.runs import Run
 
 BLOCK_ROWS = 262_144    # rows scored at a time, so a memory-mapped layer of ogbn-products is never loaded whole
 
@@ -41,26 +41,20 @@ def nearest_in_layer(features: np.ndarray, node: int, k: int = 10) -> tuple[np.n
     return top.astype(np.int64), similarity[top]
 
 
-def adjacency(run: Run, data_root: str | None = None) -> sp.csr_matrix:
-    """The run's graph as a (num_nodes, num_nodes) CSR matrix of 0/1, rows in
-    the node order of the run's layer files.
-
-    Loads the dataset the run was trained on (from ``data_root`` or the one
-    the run recorded) and checks its fingerprint. Raises ``UserError`` for a
-    run of imported embeddings, which has no graph.
-    """
-    from engine.embed import run_bundle
-
-    if "config" not in run.record:
-        raise UserError(f"{run.path} holds imported embeddings: it has no graph to take neighbours from")
-    adj_t = run_bundle(run.record, data_root).adj_t      # symmetric: row i holds i's neighbours
-    col = adj_t.col_indices().numpy()
-    return sp.csr_matrix((np.ones(col.size, dtype=np.float32), col, adj_t.crow_indices().numpy()),
-                         shape=tuple(adj_t.shape))
+def run_graph(run: Run) -> sp.csr_matrix:
+    """The run's graph as a (num_nodes, num_nodes) CSR matrix, rows in the
+    node order of its layer files, read from the run's ``graph/`` folder (no
+    dataset is loaded). Raises ``UserError`` for a run that stores none."""
+    graph = run.graph()
+    if graph is None:
+        hint = ("write it with: python -m engine embed --run " + str(run.path) if run.record.get("config")
+                else "import it again with --dataset NAME to keep the graph")
+        raise UserError(f"{run.path} stores no graph; {hint}")
+    return graph
 
 
 def graph_neighbours(graph: sp.csr_matrix, node: int) -> np.ndarray:
-    """(d,) sorted indices of ``node``'s neighbours in ``graph`` (``adjacency``)."""
+    """(d,) sorted indices of ``node``'s neighbours in ``graph`` (``run_graph``)."""
     if not 0 <= node < graph.shape[0]:
         raise UserError(f"node {node} does not exist; nodes are 0-{graph.shape[0] - 1:,}")
     return np.sort(graph.indices[graph.indptr[node]:graph.indptr[node + 1]]).astype(np.int64)

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from engine.data import GraphBundle
-from engine.data.bundle import adjacency
-from engine.models import forward_seeds
-from engine.sampler import neighbor_batches, resolve_sampler
+from layerscope.engine.data import GraphBundle
+from layerscope.engine.data.bundle import adjacency
+from layerscope.engine.models import forward_seeds
+from layerscope.engine.sampler import neighbor_batches, resolve_sampler
 
 
 def classification_metrics(y_true: Tensor, y_pred: Tensor, evaluator=None) -> dict[str, float]:
@@ -108,7 +108,7 @@ class Supervised:
     def logits(self, model: torch.nn.Module) -> Tensor:
         """(N, num_classes) logits of every node, full graph, eval mode:
         layer-wise in row blocks, so evaluating holds one layer at a time."""
-        from engine.layerwise import last_layer
+        from layerscope.engine.layerwise import last_layer
 
         return last_layer(model, self.x_dev, self.adj_t).float().cpu()
 
@@ -214,8 +214,8 @@ OBJECTIVES = {"supervised": Supervised, "vgae": VariationalAutoencoding}
 
 def make_objective(cfg, bundle: GraphBundle, device: torch.device, fanout: list[int] | None):
     """The objective ``cfg`` (a ``TrainConfig``) trains with, holding ``bundle`` on ``device``."""
-    from engine.label_free import label_free_objective
-    from engine.models import MODELS
+    from layerscope.engine.label_free import label_free_objective
+    from layerscope.engine.models import MODELS
 
     cls = OBJECTIVES.get(cfg.objective) or label_free_objective(cfg)
     return cls(bundle, device, fanout, cfg.batch_size, cfg.sampler, cfg.seed, cfg.amp,

@@ -40,12 +40,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from engine.errors import UserError
-from engine.quality import stratified_sample
-from engine.runs import Run, atomic_write_json, atomic_write_parquet
+from layerscope.engine.errors import UserError
+from layerscope.engine.quality import stratified_sample
+from layerscope.engine.runs import Run, atomic_write_json, atomic_write_parquet
 
 PROJECTIONS_DIR = "projections"
 DIGESTS_FILE = "digests.json"     # layer file -> (size, mtime) and its content hash, so it is hashed once
+INDEX_FILE = "index.json"         # layout key -> layer, file, what it is aligned to: found without hashing
 METHODS = ("umap", "pca")
 METRICS = ("cosine", "euclidean")
 INITS = ("pca", "spectral", "random")
@@ -126,6 +127,32 @@ def shared_sample(labels: np.ndarray, size: int | None = None, seed: int = 0) ->
     when the graph has no more. Depends only on the labels, the size and the seed."""
     size = DEFAULT_SAMPLE if size is None else size
     return stratified_sample(labels, np.arange(labels.size), size, seed).astype(np.int64)
+
+
+def project_array(x: np.ndarray, cfg: ProjectionConfig = ProjectionConfig()) -> np.ndarray:
+    """A 2-D layout of the rows of ``x`` ((N, d), any float array), as
+    ``fit_transform`` of umap-learn gives one: (N, 2) float32.
+
+    Same method, preprocessing and parameters as a run's layouts (``cfg``;
+    ``sample`` and ``align`` do not apply). Raises ``UserError`` (a
+    ``ValueError``) naming the allowed range of a bad parameter.
+    """
+    x = np.array(x, dtype=np.float32)       # a copy: normalised in place below
+    if x.ndim != 2 or len(x) < 3:
+        raise UserError(f"project takes an (N, d) array with N >= 3 rows, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise UserError(f"the array has NaN or infinite values in {int((~np.isfinite(x).all(axis=1)).sum()):,} rows")
+    cfg = replace(cfg, sample=None, all_nodes=False, align="none")
+    cfg.check(len(x))
+    if cfg.metric == "cosine":
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if cfg.method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(2, svd_solver="covariance_eigh").fit_transform(x).astype(np.float32)
+    features, _ = _reduce(x, cfg)
+    _, xy = _fit_umap(features, cfg, lambda: None)
+    return np.asarray(xy, dtype=np.float32)
 
 
 def resolve_layers(run: Run, spec: str | list[str]) -> list[str]:
@@ -398,7 +425,9 @@ def _digest(obj) -> str:
 
 def _raw_key(store: _Store, name: str, sample: np.ndarray, cfg: ProjectionConfig) -> str:
     sample_digest = hashlib.blake2b(np.ascontiguousarray(sample).tobytes(), digest_size=12).hexdigest()
-    params = {k: v for k, v in asdict(cfg).items() if k != "align"}     # aligning reuses the raw layout
+    # Aligning reuses the raw layout; the sample is keyed by its node ids alone
+    # (sample=None and sample=50,000 that pick the same nodes share a layout).
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("align", "sample")}
     return _digest({"layer": store.layer_digest(name), "sample": sample_digest, "params": params,
                     "backend": _backend(cfg)})
 
@@ -418,7 +447,12 @@ class _Store:
         stat = (self.run.path / file).stat()
         if self._digests is None:
             path = self.folder / DIGESTS_FILE
-            self._digests = json.loads(path.read_text()) if path.exists() else {}
+            try:    # a damaged digest file is rebuilt, not fatal
+                self._digests = json.loads(path.read_text()) if path.exists() else {}
+            except (OSError, ValueError):
+                self._digests = {}
+            if not isinstance(self._digests, dict):
+                self._digests = {}
         known = self._digests.get(file)
         if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
             return known["blake2b"]
@@ -450,7 +484,29 @@ class _Store:
         info = {**layout.info, "key": key, "layer": layout.layer, "num_nodes": int(len(layout.nodes))}
         info.pop("cached", None)
         atomic_write_json(self.folder / f"{key}.json", info)       # last: the entry exists once this does
+        self._index(key, info)
         return replace(layout, info={**info, "cached": False})
+
+    def _index(self, key: str, info: dict) -> None:
+        """Add the layout to ``index.json``: layer -> its layouts (file, kind,
+        reference, parameters), for other tools to find one without hashing.
+        A convenience: the ``<key>.json`` files stay the record, and an index
+        that cannot be read is rebuilt from what is added next."""
+        path = self.folder / INDEX_FILE
+        try:
+            index = json.loads(path.read_text()) if path.exists() else {}
+            layouts = index["layouts"] if isinstance(index.get("layouts"), dict) else {}
+        except (OSError, ValueError):
+            layouts = {}
+        layouts[key] = {"layer": info["layer"], "file": f"{PROJECTIONS_DIR}/{key}.parquet",
+                        "kind": "raw" if info.get("aligned_to") is None else "aligned",
+                        "aligned_to": info.get("aligned_to"), "num_nodes": info["num_nodes"],
+                        "params": {k: info["params"][k] for k in ("method", "n_neighbors", "min_dist", "metric",
+                                                                  "seed", "align")}}
+        by_layer: dict[str, list[str]] = {}
+        for k, entry in layouts.items():
+            by_layer.setdefault(entry["layer"], []).append(k)
+        atomic_write_json(path, {"layouts": layouts, "by_layer": by_layer})
 
     def get_or_make(self, key: str, make: Callable[[], Layout], report: _Progress, what: str) -> Layout:
         layout = self.get(key)

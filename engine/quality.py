@@ -95,6 +95,19 @@ def layer_quality(features: np.ndarray, labels: np.ndarray, sample: dict[str, np
     }
 
 
+def score_layer(features: np.ndarray, labels: np.ndarray, sample: dict[str, np.ndarray], mode: str = "full") -> dict:
+    """A layer's metrics as ``--metrics`` asks: ``full`` (``layer_quality``),
+    ``fast`` (kNN accuracy and silhouette, no probe: the probe is most of
+    the time) or ``none`` (``{}``; the dashboard scores on demand)."""
+    if mode == "full":
+        return layer_quality(features, labels, sample)
+    if mode == "fast":
+        features = np.asarray(features, dtype=np.float32)
+        return {"knn_acc": knn_accuracy(features, labels, sample["train"], sample["eval"]),
+                "silhouette": silhouette(features, labels, sample["silhouette"])}
+    return {}
+
+
 def linear_cka(a: np.ndarray, b: np.ndarray) -> float:
     """Linear CKA of two representations of the same n nodes (rows).
 

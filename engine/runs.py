@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import UserError
+from layerscope.engine.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2     # 2: graph/ and source (engine.record.RunRecord); 1 is still read
 RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
@@ -30,6 +30,7 @@ RESUME_FILE = "last.pt"     # training state of an unfinished run; removed when 
 PENDING_FILE = "run.pending.json"   # the record of a trained run whose embeddings are not written yet
 NODES_FILE = "nodes.parquet"
 LAYERS_DIR = "layers"
+GRAPH_DIR = "graph"
 
 
 def _tmp(path: Path) -> Path:
@@ -111,6 +112,11 @@ class Run:
     def layers(self) -> list[dict]:
         return self.record.get("layers", [])
 
+    @property
+    def layer_names(self) -> list[str]:
+        """The layers in forward order, ``input`` first."""
+        return [e["name"] for e in self.layers]
+
     def layer(self, name: str, mmap: bool = True) -> np.ndarray:
         """One layer's (num_nodes, dim) array, memory-mapped by default."""
         entry = next((e for e in self.layers if e["name"] == name), None)
@@ -119,7 +125,28 @@ class Run:
         return np.load(self.path / entry["file"], mmap_mode="r" if mmap else None)
 
     def nodes(self) -> pd.DataFrame:
+        """``nodes.parquet``: one row per node (node_id, label, category, split,
+        degree, prediction, confidence, correct)."""
         return pd.read_parquet(self.path / NODES_FILE)
+
+    def metrics(self) -> pd.DataFrame:
+        """Per-layer quality as a table: one row per layer (layer, dim, and the
+        metrics run.json holds: knn_acc, silhouette, probe_acc)."""
+        rows = [{"layer": e["name"], "dim": e["dim"], **(e.get("metrics") or {})} for e in self.layers]
+        return pd.DataFrame(rows)
+
+    def graph(self):
+        """The graph stored in the run as a scipy CSR matrix (row i: the
+        neighbours of node i), memory-mapped; ``None`` for a run without one."""
+        import scipy.sparse as sp
+
+        entry = self.record.get("graph")
+        if not entry:
+            return None
+        indptr = np.load(self.path / entry["indptr"], mmap_mode="r")
+        indices = np.load(self.path / entry["indices"], mmap_mode="r")
+        n = indptr.size - 1
+        return sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr), shape=(n, n))
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
@@ -168,13 +195,25 @@ def read_run(path: Path) -> Run:
                             f"run.json says {entry['dtype']} ({num_nodes}, {entry['dim']})")
     if record.get("layers") and not (path / NODES_FILE).exists():
         raise UserError(f"{path}: {NODES_FILE} is missing")
+    graph = record.get("graph")
+    if graph:
+        for key, length in (("indptr", num_nodes + 1), ("indices", graph.get("num_edges"))):
+            file = path / graph[key]
+            try:
+                shape, dtype = npy_shape(file)
+            except (OSError, ValueError) as e:
+                raise UserError(f"{path}: graph file {graph[key]} is missing or malformed ({e})") from None
+            if shape != (length,) or dtype.kind not in "iu":
+                raise UserError(f"{path}: graph file {graph[key]} holds {dtype} {shape}; expected ({length},) integers")
     return Run(path, record)
 
 
 def scan_runs(out: Path) -> tuple[list[Run], list[str]]:
     """Every complete run under ``out``, and one warning per other folder."""
     runs, warnings = [], []
-    for folder in sorted(p for p in Path(out).iterdir() if p.is_dir()) if Path(out).is_dir() else []:
+    # Hidden folders are runs still being built (engine.record.new_run_folder).
+    folders = Path(out).iterdir() if Path(out).is_dir() else []
+    for folder in sorted(p for p in folders if p.is_dir() and not p.name.startswith(".")):
         try:
             runs.append(read_run(folder))
         except UserError as e:

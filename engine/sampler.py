@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from engine.errors import UserError
+from layerscope.engine.errors import UserError
 
 SAMPLERS = ("auto", "builtin", "pyg")
 
@@ -165,7 +165,7 @@ def neighbor_batches(adj_t: Tensor, input_nodes: Tensor, num_neighbors: list[int
         from torch_geometric.data import Data
         from torch_geometric.loader import NeighborLoader
 
-        from engine.data.bundle import csr_edge_index
+        from layerscope.engine.data.bundle import csr_edge_index
 
         torch.manual_seed(seed)
         graph = Data(edge_index=csr_edge_index(adj_t), num_nodes=adj_t.size(0))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.errors import UserError
-from engine.quality import cka_matrix, quality_sample
-from engine.runs import Run
+from layerscope.engine.errors import UserError
+from layerscope.engine.quality import cka_matrix, quality_sample
+from layerscope.engine.runs import Run
 
 SPLITS = ("train", "val", "test")
 METRIC_COLUMNS = {          # column -> what the dashboard calls it
@@ -37,6 +37,36 @@ def layer_metrics(run: Run, trustworthiness: dict[str, float] | None = None) -> 
                      "trustworthiness": trustworthiness.get(entry["name"])})
     frame = pd.DataFrame(rows, columns=["run", "layer", "position", "dim", *METRIC_COLUMNS])
     return frame.astype({key: float for key in METRIC_COLUMNS})
+
+
+def needs_scores(run: Run) -> bool:
+    """Whether ``run`` was written without some per-layer metric or the layer CKA."""
+    return bool(run.layers) and (not run.record.get("layer_cka")
+                                 or any("probe_acc" not in (e.get("metrics") or {}) for e in run.layers))
+
+
+def with_scores(run: Run) -> Run:
+    """``run`` with the per-layer metrics and layer CKA it was written
+    without (``--metrics none`` or ``fast``) computed now, on the same
+    sample ``RunWriter`` uses, in memory: the run folder is not changed."""
+    import copy
+
+    from layerscope.engine.quality import score_layer
+
+    if not needs_scores(run):
+        return run
+    nodes = run.nodes()
+    labels = nodes["label"].to_numpy()
+    sample = quality_sample(labels, split_indices(nodes))
+    record = copy.deepcopy(run.record)
+    for entry in record["layers"]:
+        if "probe_acc" not in (entry.get("metrics") or {}):
+            entry["metrics"] = score_layer(run.layer(entry["name"]), labels, sample, "full")
+    if not record.get("layer_cka"):
+        arrays = [run.layer(e["name"]) for e in run.layers]
+        record["layer_cka"] = {"layers": run.layer_names, "nodes": int(sample["eval"].size),
+                               "matrix": cka_matrix(arrays, arrays, sample["eval"]).round(6).tolist()}
+    return Run(run.path, record)
 
 
 def best_layer(frame: pd.DataFrame, metric: str = "knn_acc") -> str | None:

@@ -20,19 +20,20 @@ import torch
 from torch_geometric import seed_everything
 from tqdm.auto import tqdm
 
-from engine import __version__
-from engine.data import GraphBundle, load_dataset
-from engine.errors import UserError
-from engine.label_free import CONTRASTIVE
-from engine.models import MODELS, ModelConfig, build_model, save_model
-from engine.objectives import make_objective, native_bf16
-from engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE, SCHEMA_VERSION,
+from layerscope.engine.data import GraphBundle, load_dataset
+from layerscope.engine.errors import UserError
+from layerscope.engine.label_free import CONTRASTIVE
+from layerscope.engine.models import MODELS, ModelConfig, build_model, save_model
+from layerscope.engine.objectives import make_objective, native_bf16
+from layerscope.engine.record import RunRecord, check_run_name
+from layerscope.engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE,
                          atomic_torch_save, atomic_write_csv, atomic_write_json)
-from engine.sampler import resolve_sampler
+from layerscope.engine.sampler import resolve_sampler
 
 REFERENCE_FANOUT = [15, 10, 5]   # GraphSAGE paper / OGB ogbn-products recipe
 WEIGHT_DECAY_ON = ("all", "first")
 MONITORS = ("score", "loss")
+AGGREGATIONS = ("mean", "sum", "max", "min")
 
 
 @dataclass
@@ -53,7 +54,9 @@ class TrainConfig:
     dropout: float | None = None       # None: 0.5 for classifiers, 0.0 for gvae
     input_dropout: float = 0.0         # dropout on the input features (Kipf; Shchur et al.)
     l2_normalize: bool = False         # sage: unit-norm layer outputs (GraphSAGE paper)
+    aggr: str | None = None            # sage / graphconv neighbour aggregation (mean, sum, max, min); None: mean / sum
     split: str | None = None           # None: the official split, else 60/20/20
+    split_file: str | None = None      # the user's split: .npz of index / mask arrays, or .pt of OGB's split_idx
     largest_component: bool = False    # keep only the largest connected component (Shchur et al.)
     scale: float = 1.0                 # size of a generated dataset (synthetic-products), 0 < scale <= 1
     fanout: list[int] | None = None    # None: full-batch when the graph fits in memory
@@ -108,6 +111,10 @@ class TrainConfig:
             raise UserError(f"--weight-decay-on {self.weight_decay_on!r}: choose from {', '.join(WEIGHT_DECAY_ON)}")
         if self.monitor not in MONITORS:
             raise UserError(f"--monitor {self.monitor!r}: choose from {', '.join(MONITORS)}")
+        if self.split is not None and self.split_file is not None:
+            raise UserError("give --split or --split-file, not both")
+        if self.aggr is not None and (self.model not in ("sage", "graphconv") or self.aggr not in AGGREGATIONS):
+            raise UserError(f"--aggr {self.aggr} applies to sage and graphconv: one of {', '.join(AGGREGATIONS)}")
         if self.l2_normalize and self.model != "sage":
             raise UserError(f"--l2-normalize applies to sage, not {self.model}")
         if self.fanout is not None:
@@ -206,7 +213,8 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
 
     model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
                                bundle.num_classes if cfg.objective == "supervised" else cfg.out_channels,
-                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize, cfg.objective)
+                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize, cfg.objective,
+                               cfg.aggr)
     seed_everything(cfg.seed % 2**32)
     model = build_model(model_config).to(device)
     objective = make_objective(cfg, bundle, device, fanout)
@@ -272,17 +280,13 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     final.pop("score")
     save_model(model, model_config, run_dir / MODEL_FILE, train_config=asdict(cfg))
     frame = pd.DataFrame(history)
-    run = {
-        "schema_version": SCHEMA_VERSION,
-        "name": run_dir.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "engine_version": __version__,
-        "dataset": bundle.facts(),
-        "model": {**asdict(model_config),
-                  **({"contrastive": cfg.contrastive} if cfg.objective == "contrastive" else {})},
-        "config": asdict(cfg),
-        "device": device_name(device),
-        "training": {
+    run = RunRecord(
+        name=run_dir.name,
+        dataset=bundle.facts(),
+        model={**asdict(model_config), **({"contrastive": cfg.contrastive} if cfg.objective == "contrastive" else {})},
+        config=asdict(cfg),
+        device=device_name(device),
+        training={
             "mode": "full-batch" if fanout is None else "sampled",
             "fanout": fanout,
             "sampler": None if fanout is None else resolve_sampler(cfg.sampler),
@@ -293,10 +297,10 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
             "train_seconds": float(frame["seconds"].sum()),
             "seconds_per_epoch": float(frame["seconds"].mean()),
         },
-        "metrics": {**final, "evaluator": f"ogb:{bundle.name}" if bundle.name.startswith("ogbn-")
-                    else {"supervised": "sklearn", "vgae": "pyg-vgae"}.get(cfg.objective, "sklearn linear probe")},
-        "files": {"model": MODEL_FILE, "history": HISTORY_FILE},
-    }
+        metrics={**final, "evaluator": f"ogb:{bundle.name}" if bundle.name.startswith("ogbn-")
+                 else {"supervised": "sklearn", "vgae": "pyg-vgae"}.get(cfg.objective, "sklearn linear probe")},
+        files={"model": MODEL_FILE, "history": HISTORY_FILE},
+    ).to_dict()
     if hasattr(objective, "edge_counts"):
         run["training"]["link_split_edges"] = objective.edge_counts
     atomic_write_json(run_dir / PENDING_FILE, run)
@@ -305,18 +309,18 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
 
 
 def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, progress: bool = True,
-              embed: bool = True, dtype: str = "float32") -> dict:
+              embed: bool = True, dtype: str = "float32", metrics: str = "full") -> dict:
     """Load the data, make (or reopen) ``out/name``, train into it, then write
     every layer's embeddings (``embed=False``: leave that to ``engine embed``).
 
     Nothing is created until the inputs have been checked, and a run that fails
     before its first epoch is saved leaves no folder behind.
     """
-    from engine.embed import DTYPES, embed_run
+    from layerscope.engine.embed import DTYPES, embed_run
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
-    run_dir = out / name
+    run_dir = out / check_run_name(name)
     if resume:
         if (run_dir / RUN_FILE).exists():
             raise UserError(f"{run_dir} is complete; there is nothing to resume")
@@ -333,7 +337,8 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
         raise UserError(f"run folder {run_dir} already exists; {hint}")
 
     resolve_device(cfg.device)
-    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component, cfg.scale)
+    bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component, cfg.scale,
+                          cfg.split_file)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         run = fit(cfg, bundle, run_dir, resume=resume, progress=progress)
@@ -344,4 +349,4 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
     if not embed:
         os.replace(run_dir / PENDING_FILE, run_dir / RUN_FILE)
         return run
-    return embed_run(run_dir, dtype, cfg.device, bundle=bundle, progress=progress)
+    return embed_run(run_dir, dtype, cfg.device, bundle=bundle, progress=progress, metrics=metrics)

@@ -30,7 +30,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def photo(shared_data):
     """Amazon Photo with the Shchur et al. split (20 / 30 per class), seed 0."""
-    from engine.data import load_dataset
+    from layerscope.engine.data import load_dataset
 
     return load_dataset("amazon-photo", shared_data, split="per-class:20,30", seed=0)
 
@@ -39,7 +39,7 @@ def photo(shared_data):
 def photo_run(shared_data, tmp_path_factory) -> Path:
     """An embedded Amazon Photo sage run (3 x 64, 60 epochs, 60/20/20 seed 0).
     Shared by the session: copy it before changing it."""
-    from engine.train import TrainConfig, train_run
+    from layerscope.engine.train import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("photo")
     cfg = TrainConfig(dataset="amazon-photo", model="sage", hidden_channels=64, epochs=60, split="60/20/20",

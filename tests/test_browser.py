@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.data.synthetic import DEMO_CATEGORIES
+from layerscope.engine.data.synthetic import DEMO_CATEGORIES
 from tests.browser import EXCEPTION, MAP, MAP_FRAME, browser_missing, chromium_page, dashboard, wait_for_map_frame
 
 FIRST_MAP_SECONDS = 120      # fresh machine, empty runs folder: train, embed, project the demo, draw it
@@ -76,11 +76,11 @@ def test_an_empty_runs_folder_builds_the_demo_and_shows_its_map(tmp_path):
 
 
 def test_the_html_report_opens_offline_with_legend_metrics_and_provenance(photo_run, tmp_path):
-    from dashboard.figures import MapStyle, map_figure, map_frame
-    from dashboard.report import html_report
-    from engine.project import ProjectionConfig, project_layers
-    from engine.runs import read_run
-    from engine.summary import layer_metrics
+    from layerscope.dashboard.figures import MapStyle, map_figure, map_frame
+    from layerscope.dashboard.report import html_report
+    from layerscope.engine.project import ProjectionConfig, project_layers
+    from layerscope.engine.runs import read_run
+    from layerscope.engine.summary import layer_metrics
 
     run = read_run(photo_run)
     names = run.record["dataset"]["class_names"]

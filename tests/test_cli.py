@@ -20,7 +20,7 @@ from tests.conftest import ROOT, run_engine
 def test_help_documents_every_command_and_train_flag():
     top = run_engine("--help")       # once as a user runs it; each command's help from the same parser
     assert top.returncode == 0
-    from engine.cli import build_parser
+    from layerscope.engine.cli import build_parser
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     for command in ("train", "embed", "list", "compare", "import", "datasets"):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import load_dataset
-from engine.embed import embed_run
-from engine.train import TrainConfig, train_run
+from layerscope.engine.data import load_dataset
+from layerscope.engine.embed import embed_run
+from layerscope.engine.train import TrainConfig, train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

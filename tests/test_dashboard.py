@@ -15,15 +15,15 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.figures import (MAX_TRACES, MapStyle, category_filter, category_palette, legend_entries, map_figure,
+from layerscope.dashboard.figures import (MAX_TRACES, MapStyle, category_filter, category_palette, legend_entries, map_figure,
                                map_frame)
-from dashboard.plotly_map import map_file
-from dashboard.report import html_report, image_bytes, static_maps
-from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
-from engine.project import ProjectionConfig, project_layers
-from engine.runs import read_run
-from engine.summary import confusion, cross_run_cka, layer_metrics
-from engine.train import TrainConfig, train_run
+from layerscope.dashboard.plotly_map import map_file
+from layerscope.dashboard.report import html_report, image_bytes, static_maps
+from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run_graph
+from layerscope.engine.project import ProjectionConfig, project_layers
+from layerscope.engine.runs import read_run
+from layerscope.engine.summary import confusion, cross_run_cka, layer_metrics
+from layerscope.engine.train import TrainConfig, train_run
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 FAST = ProjectionConfig(n_epochs=60)     # all 7,650 Photo nodes, fewer UMAP epochs
@@ -311,7 +311,7 @@ def test_tables_behind_the_metrics_page(photo_run):
 
 def test_graph_neighbours_are_the_dataset_edges(photo_run, photo):
     run = read_run(photo_run)
-    graph = adjacency(run)
+    graph = run_graph(run)
     degree = run.nodes()["degree"].to_numpy()
     assert np.array_equal(np.diff(graph.indptr), degree)
     neighbours = graph_neighbours(graph, 7)

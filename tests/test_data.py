@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.data import edge_homophily, load_dataset
-from engine.data.loaders import ogb_class_names
-from engine.data.splits import stratified_split
-from engine.errors import UserError
+from layerscope.engine.data import edge_homophily, load_dataset
+from layerscope.engine.data.loaders import ogb_class_names
+from layerscope.engine.data.splits import stratified_split
+from layerscope.engine.errors import UserError
 
 
 def test_demo_is_deterministic_and_shaped_like_a_copurchase_graph():

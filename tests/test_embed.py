@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, assert_one_line_error, run_engine
-from engine.data import load_dataset
-from engine.embed import embed_run
-from engine.models import adjacency, load_model
-from engine.train import TrainConfig, train_run
+from layerscope.engine.data import load_dataset
+from layerscope.engine.embed import embed_run
+from layerscope.engine.models import adjacency, load_model
+from layerscope.engine.train import TrainConfig, train_run
 
 
 def _train(out, name, bundle, **kw):

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tests.conftest import assert_one_line_error, run_engine
-from engine.data import load_dataset
-from engine.layerwise import last_layer
-from engine.models import load_model
-from engine.train import TrainConfig, fit
+from layerscope.engine.data import load_dataset
+from layerscope.engine.layerwise import last_layer
+from layerscope.engine.models import load_model
+from layerscope.engine.train import TrainConfig, fit
 
 SMALL = dict(dataset="cora", hidden_channels=64, out_channels=32, num_layers=2)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.errors import UserError
-from engine.layerwise import layerwise
-from engine.models import (MODELS, ModelConfig, adjacency, build_model, dropout, forward_sampled, load_model,
+from layerscope.engine.errors import UserError
+from layerscope.engine.layerwise import layerwise
+from layerscope.engine.models import (MODELS, ModelConfig, adjacency, build_model, dropout, forward_sampled, load_model,
                            save_model)
-from engine.sampler import NeighborSampler
+from layerscope.engine.sampler import NeighborSampler
 
 MODEL_NAMES = ["sage", "gcn", "gvae"]
 
@@ -89,7 +89,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(photo, tmp_path):
 
 
 def test_wrapping_a_gvae_for_its_losses_keeps_its_weights(photo):
-    from engine.objectives import VariationalAutoencoding
+    from layerscope.engine.objectives import VariationalAutoencoding
 
     model = _model("gvae", photo, seed=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}

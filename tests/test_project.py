@@ -12,8 +12,8 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
 from tests.conftest import assert_one_line_error, run_engine
-from engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers, resolve_layers, shared_sample
-from engine.runs import read_run
+from layerscope.engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers, resolve_layers, shared_sample
+from layerscope.engine.runs import read_run
 
 # Small enough that each missed layout costs a second or two.
 FAST = ProjectionConfig(sample=2000, n_epochs=30)
@@ -110,7 +110,7 @@ def _rms_displacement(a, b) -> float:
 
 
 def test_procrustes_undoes_a_rotation_reflection_scale_and_shift(fresh_run):
-    from engine.project import _procrustes
+    from layerscope.engine.project import _procrustes
 
     a, = project_layers(fresh_run, ["hidden2"], dataclasses.replace(FAST, align="none"))
     angle, rng = 2.0, np.random.default_rng(0)
@@ -128,7 +128,7 @@ def test_the_pca_start_gives_nearly_the_same_layout_for_any_seed(fresh_run):
     """umap-learn's spectral start can draw another seed's layout rotated or
     mirrored; ours starts from PCA, so seeds agree before alignment, and
     Procrustes (which minimises the rms distance) only brings them closer."""
-    from engine.project import _procrustes
+    from layerscope.engine.project import _procrustes
 
     a, = project_layers(fresh_run, ["hidden2"], ProjectionConfig(align="none"))
     b, = project_layers(fresh_run, ["hidden2"], ProjectionConfig(align="none", seed=1))

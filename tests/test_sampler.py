@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from engine.sampler import NeighborSampler, neighbor_batches
+from layerscope.engine.sampler import NeighborSampler, neighbor_batches
 
 FANOUT = [15, 10, 5]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])      # it samples where the graph is

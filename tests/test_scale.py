@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import load_dataset
-from engine.data.products import NUM_EDGES, NUM_NODES
+from layerscope.engine.data import load_dataset
+from layerscope.engine.data.products import NUM_EDGES, NUM_NODES
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_synthetic_products_is_cached_and_deterministic(shared_data, cache):
     again = load_dataset("synthetic-products", shared_data, scale=0.01)
     assert again.fingerprint == first.fingerprint
 
-    from engine.data.products import build
+    from layerscope.engine.data.products import build
     rebuilt = cache / "rebuilt"
     build(rebuilt, shared_data, 0.01, progress=False)
     for key in ("col", "x", "y"):
@@ -73,9 +73,9 @@ def test_synthetic_products_is_cached_and_deterministic(shared_data, cache):
 def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, cache, tmp_path):
     """ogbn-products at a tenth (244,903 nodes, 12.4M directed edges): one
     epoch of the reference recipe, float16 dumps, a projection, the dashboard's reader."""
-    from engine.project import ProjectionConfig, project_layers
-    from engine.runs import read_run, scan_runs
-    from engine.train import TrainConfig, train_run
+    from layerscope.engine.project import ProjectionConfig, project_layers
+    from layerscope.engine.runs import read_run, scan_runs
+    from layerscope.engine.train import TrainConfig, train_run
 
     start = time.perf_counter()
     cfg = TrainConfig(dataset="synthetic-products", scale=0.1, model="sage", epochs=1, fanout=[15, 10, 5],
@@ -103,11 +103,11 @@ def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, 
 
 
 def test_a_graph_above_the_compaction_size_keeps_only_an_int32_csr(monkeypatch, tmp_path):
-    import engine.data
-    from engine.train import TrainConfig, fit
+    import layerscope.engine.data
+    from layerscope.engine.train import TrainConfig, fit
 
     plain = load_dataset("demo")
-    monkeypatch.setattr(engine.data, "COMPACT_ABOVE", 0)
+    monkeypatch.setattr(layerscope.engine.data, "COMPACT_ABOVE", 0)
     compact = load_dataset("demo")
     assert "edge_index" not in compact.data and compact.adj_t.col_indices().dtype == torch.int32
     keys = [(e[0] * plain.num_nodes + e[1]).sort().values for e in (compact.edge_index(), plain.edge_index())]

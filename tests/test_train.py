@@ -8,9 +8,10 @@ import time
 import pandas as pd
 import torch
 
-from engine.data import load_dataset
-from engine.models import ModelConfig, build_model, load_model
-from engine.train import TrainConfig, fit, train_run
+from layerscope.engine.data import load_dataset
+from layerscope.engine.models import ModelConfig, build_model, load_model
+from layerscope.engine.runs import SCHEMA_VERSION
+from layerscope.engine.train import TrainConfig, fit, train_run
 
 
 def test_demo_reaches_80_percent_in_under_a_minute(tmp_path):
@@ -29,7 +30,7 @@ def test_a_run_folder_holds_a_loadable_model_history_and_run_json(tmp_path):
               progress=False, embed=False)
     tmp_path = tmp_path / "r"
     run = json.loads((tmp_path / "run.json").read_text())
-    assert run["schema_version"] == 1
+    assert run["schema_version"] == SCHEMA_VERSION
     assert run["dataset"]["fingerprint"] == bundle.fingerprint
     assert run["dataset"]["class_names"] == bundle.class_names
     assert {"test_acc", "val_acc", "test_macro_f1"} <= set(run["metrics"])
@@ -53,7 +54,7 @@ def test_gvae_on_amazon_photo_predicts_held_out_links(photo, tmp_path):
 
 
 def test_weight_decay_on_the_first_layer_only(photo):
-    from engine.train import _param_groups
+    from layerscope.engine.train import _param_groups
 
     model = build_model(ModelConfig("gcn", photo.data.num_features, 64, 8, 2, 0.5))
     groups = _param_groups(model, 1e-3, "first")
@@ -90,10 +91,12 @@ def test_neighbor_sampled_sage_matches_full_batch_on_amazon_photo(shared_data, t
     """The reference fan-out and batch size, built-in sampler, against full-batch
     training of the same model on the same 60/20/20 split: within 1 point.
     Full-batch takes one optimiser step an epoch and sampling five, so full-batch
-    gets a larger learning rate to converge in 150 epochs (at lr 0.003 it needs 250)."""
+    gets a larger learning rate to converge in 150 epochs (at lr 0.003 it needs 250;
+    at lr 0.01 its first steps overshoot, loss 2.1 -> 34.9, and on CPUs with AMX the
+    run ends 2 points lower: 0.9352 vs 0.9542 at lr 0.005)."""
     bundle = load_dataset("amazon-photo", shared_data, split="60/20/20", seed=0)
     (tmp_path / "full").mkdir(), (tmp_path / "sampled").mkdir()
-    full = fit(TrainConfig(dataset="amazon-photo", model="sage", epochs=150, lr=0.01), bundle, tmp_path / "full",
+    full = fit(TrainConfig(dataset="amazon-photo", model="sage", epochs=150, lr=0.005), bundle, tmp_path / "full",
                progress=False)
     sampled = fit(TrainConfig(dataset="amazon-photo", model="sage", epochs=60, patience=20,
                               fanout=[15, 10, 5], batch_size=1024, sampler="builtin"),

@@ -4,12 +4,12 @@ in a grid with shared colours, aligned layouts, shared axes and linked selection
 import numpy as np
 import streamlit as st
 
-from dashboard import state
-from dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries, legend_html,
+from layerscope.dashboard import state
+from layerscope.dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries, legend_html,
                                map_figure, map_frame, shared_ranges)
-from dashboard.plotly_map import plotly_map
-from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
-from engine.summary import same_graph
+from layerscope.dashboard.plotly_map import plotly_map
+from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, selection_table
+from layerscope.engine.summary import same_graph
 
 COLUMNS = 3     # panels per row
 

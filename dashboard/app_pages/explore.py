@@ -3,10 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import state
-from dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter
-from dashboard.plotly_map import plotly_map
-from dashboard.panels import layer_metrics_caption, legend_controls, selection_table
+from layerscope.dashboard import state
+from layerscope.dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter
+from layerscope.dashboard.plotly_map import plotly_map
+from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, selection_table
 
 run = state.open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]

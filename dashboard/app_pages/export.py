@@ -4,10 +4,10 @@ self-contained HTML report that opens offline."""
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
-from dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame, shared_ranges
-from dashboard.report import html_report, image_bytes, provenance, static_maps
-from engine.summary import layer_metrics
+from layerscope.dashboard import state
+from layerscope.dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame, shared_ranges
+from layerscope.dashboard.report import html_report, image_bytes, provenance, static_maps
+from layerscope.engine.summary import layer_metrics
 
 run = state.open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]

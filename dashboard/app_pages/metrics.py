@@ -4,9 +4,9 @@ are, how training went, and what the model confuses."""
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
-from dashboard.charts import METRIC_NAMES, cka_heatmap, confusion_heatmap, metrics_by_layer, training_curves
-from engine.summary import best_layer, confusion, cross_run_cka, layer_metrics, same_graph
+from layerscope.dashboard import state
+from layerscope.dashboard.charts import METRIC_NAMES, cka_heatmap, confusion_heatmap, metrics_by_layer, training_curves
+from layerscope.engine.summary import best_layer, confusion, cross_run_cka, layer_metrics, same_graph
 
 
 @st.cache_data(show_spinner="Computing CKA between the runs…")

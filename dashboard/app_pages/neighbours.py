@@ -5,19 +5,19 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
-from dashboard.plotly_map import plotly_map
-from dashboard.figures import MAP_CONFIG, MapStyle, map_figure, map_frame
-from engine.errors import UserError
-from engine.neighbours import adjacency, graph_neighbours, nearest_in_layer
-from engine.runs import Run
+from layerscope.dashboard import state
+from layerscope.dashboard.plotly_map import plotly_map
+from layerscope.dashboard.figures import MAP_CONFIG, MapStyle, map_figure, map_frame
+from layerscope.engine.errors import UserError
+from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run_graph
+from layerscope.engine.runs import Run
 
 
 @st.cache_resource(show_spinner="Loading the run's graph…")
 def graph_of(name: str, created: str):
-    """The run's adjacency (CSR), shared by every session; never mutated.
-    ``created`` makes a rewritten run miss the cache."""
-    return adjacency(state.open_run(name))
+    """The run's adjacency (CSR, memory-mapped from its graph/ folder), shared
+    by every session; never mutated. ``created`` makes a rewritten run miss the cache."""
+    return run_graph(state.open_run(name))
 
 
 def neighbour_rows(nodes: pd.DataFrame, ids: np.ndarray, anchor_label: int) -> pd.DataFrame:

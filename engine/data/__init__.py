@@ -13,12 +13,12 @@ from typing import Callable
 
 import torch
 
-from engine.data.bundle import GraphBundle, edge_homophily, graph_fingerprint
-from engine.data.loaders import load_amazon, load_ogb, load_planetoid, load_table_graph
-from engine.data.products import load_synthetic_products
-from engine.data.splits import DEFAULT_SPLIT, parse_split, stratified_split
-from engine.data.synthetic import demo_graph
-from engine.errors import UserError
+from layerscope.engine.data.bundle import GraphBundle, edge_homophily, graph_fingerprint
+from layerscope.engine.data.loaders import load_amazon, load_ogb, load_planetoid, load_table_graph
+from layerscope.engine.data.products import load_synthetic_products
+from layerscope.engine.data.splits import DEFAULT_SPLIT, parse_split, read_split_file, stratified_split
+from layerscope.engine.data.synthetic import demo_graph
+from layerscope.engine.errors import UserError
 
 __all__ = ["DATASETS", "GraphBundle", "data_root", "edge_homophily", "graph_fingerprint",
            "load_dataset", "parse_split"]
@@ -50,7 +50,8 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None,
-                 seed: int = 0, largest_component: bool = False, scale: float = 1.0) -> GraphBundle:
+                 seed: int = 0, largest_component: bool = False, scale: float = 1.0,
+                 split_file: str | os.PathLike | None = None) -> GraphBundle:
     """Load a dataset by name and split it.
 
     Args:
@@ -64,6 +65,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
             bundle's ``node_ids`` then map its nodes to the full graph's.
         scale: size of a generated dataset (``synthetic-products``) relative to
             the full one; 0.1 is a tenth of the nodes and edges.
+        split_file: the user's own split (``read_split_file``: an ``.npz`` of
+            index or mask arrays, or a ``.pt`` of OGB's ``split_idx``), over
+            the full graph's nodes; replaces ``split``.
     """
     if split is not None:
         parse_split(split)  # fail on a bad spec before reading any file
@@ -82,6 +86,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
     if int(data.y.max()) >= len(class_names):
         raise UserError(f"{name}: label {int(data.y.max())} has no class name "
                         f"({len(class_names)} names)")
+    if split_file is not None:
+        official = read_split_file(split_file, data.num_nodes)
+        split = None
     node_ids = None
     if largest_component and "edge_index" not in data:
         raise UserError(f"--largest-component is not available for {name}")
@@ -93,7 +100,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
     if "edge_index" in data and data.edge_index.size(1) > COMPACT_ABOVE:
         data = _compact(data)
     if split is None and official is not None:
-        return GraphBundle(name, data, official, class_names, "official", node_ids)
+        split_name = "official" if split_file is None else f"file:{Path(split_file).name}"
+        return GraphBundle(name, data, official, class_names, split_name, node_ids)
     spec = split or DEFAULT_SPLIT
     return GraphBundle(name, data, stratified_split(data.y, spec, seed), class_names, spec, node_ids)
 
@@ -102,7 +110,7 @@ def _compact(data):
     """The graph as an int32-indexed CSR ``adj_t`` only, ``edge_index`` dropped:
     ogbn-products' 123.7M directed edges take 1.5 GB so, instead of 2 GB more
     for an int64 ``edge_index`` kept beside the CSR everything else reads."""
-    from engine.data.bundle import adjacency
+    from layerscope.engine.data.bundle import adjacency
 
     adj_t = adjacency(data.edge_index, data.num_nodes)
     data = copy.copy(data)

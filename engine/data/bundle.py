@@ -132,11 +132,14 @@ def csr_edge_index(adj_t: torch.Tensor) -> torch.Tensor:
     return torch.stack([adj_t.col_indices().long(), target])
 
 
-def labels_fingerprint(labels: np.ndarray) -> str:
-    """The fingerprint of imported embeddings: their node count and labels."""
+def labels_fingerprint(labels: np.ndarray, *graph: np.ndarray) -> str:
+    """The fingerprint of imported embeddings: their node count and labels,
+    and the CSR arrays of their graph when they came with one."""
     h = hashlib.blake2b(digest_size=8)
     h.update(b"labels")
     h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    for array in graph:
+        h.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 

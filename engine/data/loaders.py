@@ -20,7 +20,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from engine.errors import UserError
+from layerscope.engine.errors import UserError
 
 Split = dict[str, torch.Tensor]
 

@@ -33,7 +33,7 @@ import torch
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
-from engine.errors import UserError
+from layerscope.engine.errors import UserError
 
 NUM_NODES = 2_449_029
 NUM_EDGES = 61_859_140          # undirected, as OGB counts them
@@ -55,7 +55,7 @@ def cache_root() -> Path:
 
 def _real_labels(root: Path) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]] | None:
     """ogbn-products' labels, train / valid split and category names, or None."""
-    from engine.data.loaders import ogb_class_names
+    from layerscope.engine.data.loaders import ogb_class_names
 
     folder = root / "ogbn_products"
     files = [folder / "raw" / "node-label.csv.gz"] + [folder / "split" / "sales_ranking" / f"{k}.csv.gz"

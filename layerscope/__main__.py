@@ -1,0 +1,3 @@
+from layerscope.engine.cli import main
+
+raise SystemExit(main())
