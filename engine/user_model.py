@@ -21,6 +21,7 @@ import inspect
 import pickle
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +138,6 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
     model's output, ``logits`` or ``embedding``), ``nodes.parquet``,
     ``graph/`` and ``run.json``. Returns the record and the path taken.
     """
-    from layerscope.engine.capture import capture
     from layerscope.engine.train import device_name, resolve_device
 
     if predictions not in PREDICTIONS:
@@ -158,17 +158,16 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
         with new_run_folder(out, name) as run_dir:
             writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress)
             writer.add_layer("input", x.numpy())
-            layers, rows = _layers(model, x.to(torch_device), edge_index.to(torch_device), bundle, path,
-                                   block_rows, progress, capture)
-            width = layers[-1][1].shape[1]
-            from_model = predictions == "model" or (predictions == "auto" and width == bundle.num_classes)
-            if predictions == "model" and width != bundle.num_classes:
-                raise UserError(f"predictions='model' needs one output column per class: the model gives {width}, "
-                                f"the data has {bundle.num_classes} classes")
+            stream = _layer_stream(model, x.to(torch_device), edge_index.to(torch_device), bundle, path,
+                                   block_rows, progress)
+            from_model = predictions == "model" or (predictions == "auto" and stream.width == bundle.num_classes)
+            if predictions == "model" and stream.width != bundle.num_classes:
+                raise UserError(f"predictions='model' needs one output column per class: the model gives "
+                                f"{stream.width}, the data has {bundle.num_classes} classes")
             head = "logits" if from_model else "embedding"
-            for i, (layer, values, where) in enumerate(layers):
-                writer.add_layer(head if i == len(layers) - 1 else layer, values, where)
-            last = layers[-1][1]
+            for i, (layer, values, where) in enumerate(stream.layers):
+                writer.add_layer(head if i == stream.count - 1 else layer, values, where)
+            last = values       # the model's output
             if from_model:
                 probabilities, predicted_by = softmax(last), "model"
             else:
@@ -178,7 +177,7 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
                                source=source or {"kind": "python", "class": _qualified(model)},
                                metrics=split_accuracy(labels, probabilities.argmax(axis=1), split))
             record.embedding = {"device": device_name(torch_device), "path": path, "fast_path_refusal": reason,
-                                "block_rows": rows, "inference_seconds": round(time.perf_counter() - start, 3)}
+                                "block_rows": stream.block_rows, "inference_seconds": round(time.perf_counter() - start, 3)}
             adj_t = bundle.adj_t
             written = writer.finish(record, probabilities, predicted_by,
                                     bundle.node_ids.numpy() if bundle.node_ids is not None else None,
@@ -188,17 +187,32 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
     return EmbedResult(written, path, reason)
 
 
-def _layers(model, x, edge_index, bundle, path, block_rows, progress, capture):
-    """``(name, (N, width) float32, source)`` of every layer after the input,
-    and the target rows per block (``None``: the whole graph at once)."""
-    if path == "block-wise":
+@dataclass
+class _LayerStream:
+    """The layers after the input, as they are computed: ``(name, (N, width)
+    float32, source)`` each, ``count`` of them, the last ``width`` wide."""
+
+    layers: Iterator[tuple[str, np.ndarray, str]]
+    count: int
+    width: int
+    block_rows: int | list[int] | None      # per block-wise layer; None: the whole graph at once
+
+
+def _layer_stream(model, x, edge_index, bundle, path, block_rows, progress) -> _LayerStream:
+    if path == "block-wise":     # one layer in memory at a time, as engine embed
+        from layerscope.engine.layerwise import layers_of
+
+        layers, rows = layers_of(model), block_rows or DEFAULT_BLOCK_ROWS
         adj_t = bundle.adj_t.to(x.device)
-        rows = block_rows or DEFAULT_BLOCK_ROWS
-        return [(name, out.cpu().numpy(), f"block-wise {name}")
-                for name, out in layerwise(model, x, adj_t, rows, progress)], rows
+        stream = ((name, out.cpu().numpy(), f"block-wise {name}")
+                  for name, out in layerwise(model, x, adj_t, rows, progress))
+        return _LayerStream(stream, len(layers), layers[-1].conv.out_channels, rows)
+    from layerscope.engine.capture import capture
+
     captured = capture(model, x, edge_index, block_rows, progress=progress)
-    return ([(layer.name, layer.values.numpy(), layer.source) for layer in captured.layers],
-            captured.block_rows or None)
+    stream = ((layer.name, layer.values.numpy(), layer.source) for layer in captured.layers)
+    return _LayerStream(stream, len(captured.layers), captured.layers[-1].values.size(1),
+                        captured.block_rows or None)
 
 
 def describe(model: torch.nn.Module) -> dict:
