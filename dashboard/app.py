@@ -30,7 +30,7 @@ if not names:
 for warning in warnings:
     st.sidebar.warning(warning, icon=":material/warning:")
 if not names:
-    st.error(f"No complete run in {state.runs_root()}; train one with: python -m engine train --dataset demo")
+    st.error(f"No complete run in {state.runs_root()}; train one with: layerscope train --dataset demo")
     st.stop()
 
 if st.session_state.run not in names:

@@ -77,10 +77,17 @@ def message_passing_layers(model: torch.nn.Module) -> dict[int, str]:
     return {id(m): name or type(m).__name__ for name, m in model.named_modules() if isinstance(m, MessagePassing)}
 
 
+FALLBACK_FREE = 8 << 30      # assumed free memory where the system does not say (macOS, Windows)
+
+
 def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: CUDA's count, or the system's available pages."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_FREE
 
 
 def auto_block_rows(width: int, num_edges: int, num_nodes: int, device: torch.device) -> int:
@@ -90,11 +97,17 @@ def auto_block_rows(width: int, num_edges: int, num_nodes: int, device: torch.de
     return int(min(DEFAULT_BLOCK_ROWS, max(256, free_memory(device) // 4 // per_row)))
 
 
-def fits_full_graph(num_edges: int, widths: list[int], device: torch.device) -> bool:
+def fits_full_graph(num_edges: int, width: int, device: torch.device) -> bool:
     """Whether one message pass over every edge fits in half the free memory:
     a gathered source row, a message and an attention or edge term per edge
-    (about 3 x edges x width floats), at the widest layer input."""
-    return 3 * 4 * num_edges * max(widths) < free_memory(device) // 2
+    (about 3 x edges x ``width`` floats, the wider of the layer's input and output)."""
+    return 3 * 4 * num_edges * width < free_memory(device) // 2
+
+
+def layer_width(module: torch.nn.Module, x: Tensor) -> int:
+    """The wider of a layer's input and its output (``out_channels`` x ``heads``)."""
+    out = getattr(module, "out_channels", 0) or 0
+    return max(x.size(1), int(out) * int(getattr(module, "heads", 1) or 1))
 
 
 @torch.no_grad()
@@ -108,9 +121,9 @@ def capture(model: torch.nn.Module, x: Tensor, edge_index: Tensor, block_rows: i
         x: (N, F) input features on the device to compute on.
         edge_index: (2, E) what ``forward`` receives as its graph argument
             (row 0 sources), on ``x``'s device.
-        block_rows: target rows per block; ``None`` runs the whole graph at
-            once when it fits in memory (``fits_full_graph``), else blocks
-            sized per layer to a quarter of the free memory (``auto_block_rows``).
+        block_rows: target rows per block; ``None`` runs each layer over the
+            whole graph at once when that fits in memory (``fits_full_graph``),
+            else in blocks sized to a quarter of the free memory (``auto_block_rows``).
         head_name: the name of the model's output.
         progress: print a line per layer computed in blocks (rows a block, seconds).
 
@@ -125,8 +138,7 @@ def capture(model: torch.nn.Module, x: Tensor, edge_index: Tensor, block_rows: i
     if not names:
         raise UserError(f"{type(model).__name__} calls no torch_geometric MessagePassing layer; "
                         "layerscope records the output of each one")
-    blocks = block_rows is not None or not fits_full_graph(edge_index.size(1), [x.size(1)], x.device)
-    recorder = _Recorder(names, _InEdges(edge_index, x.size(0)) if blocks else None, block_rows, progress)
+    recorder = _Recorder(names, edge_index, x.size(0), block_rows, progress)
     was_training = model.training
     model.eval()
     originals = {}
@@ -154,8 +166,11 @@ def capture(model: torch.nn.Module, x: Tensor, edge_index: Tensor, block_rows: i
 class _Recorder:
     """The interception of each message-passing call, and the layers it yields."""
 
-    def __init__(self, names: dict[int, str], graph: _InEdges | None, block_rows: int | None, progress: bool):
-        self.names, self.graph, self.block_rows, self.progress = names, graph, block_rows, progress
+    def __init__(self, names: dict[int, str], edge_index: Tensor, num_nodes: int, block_rows: int | None,
+                 progress: bool):
+        self.names, self.edge_index, self.num_nodes = names, edge_index, num_nodes
+        self.block_rows, self.progress = block_rows, progress
+        self.graph: _InEdges | None = None     # built the first time a layer runs in blocks
         self.jk_last: Tensor | None = None      # the last layer's output as JumpingKnowledge reads it
         self.last: _Call | None = None     # the latest call: its input, and its output until the next call
         self.layers: list[CapturedLayer] = []
@@ -209,8 +224,16 @@ class _Recorder:
                                          values.detach().float().cpu().clone()))
 
     def _compute(self, module, forward, x, args, kwargs) -> Tensor:
-        if self.graph is None:
+        edges = args[1] if len(args) > 1 else kwargs.get("edge_index")
+        if self.block_rows is None and fits_full_graph(_num_edges(edges), layer_width(module, x), x.device):
             return forward(*args, **kwargs)
+        name = self.names[id(module)]
+        if not (isinstance(edges, Tensor) and _same_tensor(edges, self.edge_index)):
+            raise UserError(f"layer {name} ({type(module).__name__}) is called on a graph other than the model's "
+                            "edge_index; layerscope computes such a layer only over the whole graph at once, which "
+                            "does not fit here")
+        if self.graph is None:
+            self.graph = _InEdges(self.edge_index, self.num_nodes)
         start = time.perf_counter()
         out = self._compute_blocks(module, forward, x, args, kwargs)
         if self.progress:
@@ -222,7 +245,7 @@ class _Recorder:
 
     def _compute_blocks(self, module, forward, x, args, kwargs) -> Tensor:
         name = self.names[id(module)]
-        extra = [k for k, v in kwargs.items() if isinstance(v, Tensor)] + \
+        extra = [k for k, v in kwargs.items() if isinstance(v, Tensor) and k not in ("x", "edge_index")] + \
                 [f"argument {i}" for i, v in enumerate(args[2:], 2) if isinstance(v, Tensor)]
         if extra:
             raise UserError(f"layer {name} ({type(module).__name__}) takes {', '.join(extra)}; layerscope "
@@ -230,7 +253,7 @@ class _Recorder:
         rows = self.block_rows or auto_block_rows(x.size(1), self.graph.sources.numel(), self.graph.num_nodes,
                                                   x.device)
         self.rows_used.append(rows)
-        if conv_refusal(module) is None and not self.graph.duplicates:
+        if conv_refusal(module, x.device) is None and self.graph.simple:
             return _apply_conv(module, x, self.graph.adj_t, rows, self.normalized)
         if getattr(module, "cached", False):
             raise UserError(f"layer {name} ({type(module).__name__}) caches its normalisation (cached=True); "
@@ -246,19 +269,40 @@ class _Recorder:
         last = self.last
         if last is None:
             raise UserError("the model's forward called none of its MessagePassing layers on (x, edge_index)")
-        same = _same_tensor(output, last.output) or (output.shape == last.output.shape
-                                                     and torch.equal(output, last.output))
+        output = output.detach()
+        same = output.shape == last.output.shape and torch.equal(output, last.output)
         if self.jk_last is not None:
             self._record(f"output of {last.module} after its norm and activation, as jumping knowledge "
                          "reads it", self.jk_last)
-            self.layers.append(CapturedLayer(head_name, "the model's output", output.detach().float().cpu().clone()))
+            self.layers.append(CapturedLayer(head_name, "the model's output", output.float().cpu().clone()))
         elif same:
             self.layers.append(CapturedLayer(head_name, f"output of {last.module} (the model's output)",
-                                             output.detach().float().cpu().clone()))
+                                             output.float().cpu().clone()))
+        elif _same_softmax(output, last.output):
+            # forward returns log_softmax (or softmax) of the last layer, as the OGB
+            # examples do: the last layer's scores carry it all; keep them, once.
+            self.layers.append(CapturedLayer(head_name, f"output of {last.module} (the model returns its "
+                                             "softmax or log_softmax)", last.output.float().cpu().clone()))
         else:
             self._record(f"output of {last.module}", last.output)
-            self.layers.append(CapturedLayer(head_name, "the model's output", output.detach().float().cpu().clone()))
+            self.layers.append(CapturedLayer(head_name, "the model's output", output.float().cpu().clone()))
         return self.layers
+
+
+def _same_softmax(a: Tensor, b: Tensor) -> bool:
+    """Whether two (N, C) score tables give every node the same class probabilities."""
+    if a.shape != b.shape or a.dim() != 2 or not a.is_floating_point():
+        return False
+    return torch.allclose(torch.softmax(a.double(), -1), torch.softmax(b.double(), -1), atol=1e-6)
+
+
+def _num_edges(edges) -> int:
+    """Edges in a layer's graph argument: ``edge_index`` (2, E), a sparse
+    adjacency, or torch_sparse's ``SparseTensor``."""
+    if isinstance(edges, Tensor):
+        return int(edges._nnz()) if edges.is_sparse or edges.layout != torch.strided else int(edges.size(-1))
+    nnz = getattr(edges, "nnz", None)
+    return int(nnz()) if callable(nnz) else 0
 
 
 def _same_tensor(a: Tensor, b: Tensor | None) -> bool:
@@ -279,8 +323,11 @@ class _InEdges:
         self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
         torch.cumsum(torch.bincount(edge_index[1], minlength=num_nodes), 0, out=self.rowptr[1:])
         self.adj_t = adjacency(edge_index, num_nodes)
-        # A coalesced adjacency merges repeated edges, which a mean would weigh differently.
-        self.duplicates = int(self.adj_t._nnz()) != edge_index.size(1)
+        # Whether the block-wise path may read the coalesced adjacency: it merges
+        # repeated edges (a mean would weigh them differently), and GCNConv would
+        # add a second self-loop where the graph has one.
+        self.simple = (int(self.adj_t._nnz()) == edge_index.size(1)
+                       and not bool((edge_index[0] == edge_index[1]).any()))
 
     def block(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
         """The in-edges of targets ``start:stop`` as a local ``edge_index`` over
@@ -296,14 +343,22 @@ class _InEdges:
         local[nodes] = torch.arange(nodes.numel(), device=device)
         return torch.stack([local[sources], local[targets]]), nodes
 
-    def induced(self, num_nodes: int) -> _InEdges:
-        """The subgraph of the first ``num_nodes`` nodes and the edges among them."""
-        hi = int(self.rowptr[num_nodes])
-        targets = torch.repeat_interleave(torch.arange(num_nodes, device=self.sources.device),
-                                          self.rowptr[:num_nodes + 1].diff())
-        sources = self.sources[:hi]
-        keep = sources < num_nodes
-        return _InEdges(torch.stack([sources[keep], targets[keep]]), num_nodes)
+    def probe(self, size: int) -> tuple[_InEdges, Tensor]:
+        """A subgraph of at most ``size`` nodes for checking a layer: nodes
+        spread over the graph with their in-neighbours, and the edges among
+        them, renumbered in the graph's order (so blocks cut across edges)."""
+        device = self.sources.device
+        seeds = torch.linspace(0, self.num_nodes - 1, min(self.num_nodes, max(1, size // 16)), device=device).long()
+        degree = self.rowptr.diff()
+        budget = torch.cumsum(degree[seeds] + 1, 0) <= size
+        seeds = seeds[budget] if bool(budget.any()) else seeds[:1]
+        parts = [seeds] + [self.sources[int(self.rowptr[n]):int(self.rowptr[n + 1])] for n in seeds.tolist()]
+        nodes = torch.unique(torch.cat(parts))[:size]
+        local = torch.full((self.num_nodes,), -1, dtype=torch.long, device=device)
+        local[nodes] = torch.arange(nodes.numel(), device=device)
+        targets = torch.repeat_interleave(torch.arange(self.num_nodes, device=device), degree)
+        keep = (local[self.sources] >= 0) & (local[targets] >= 0)
+        return _InEdges(torch.stack([local[self.sources[keep]], local[targets[keep]]]), nodes.numel()), nodes
 
 
 def _local_blocks(forward: Callable, x: Tensor, graph: _InEdges, block_rows: int) -> Tensor:
@@ -322,15 +377,15 @@ def _local_blocks(forward: Callable, x: Tensor, graph: _InEdges, block_rows: int
 
 def _check_local(module: torch.nn.Module, forward: Callable, x: Tensor, graph: _InEdges, name: str) -> None:
     """Refuse a layer whose block-wise output differs from its own full
-    forward on a probe subgraph: the first ``PROBE_NODES`` nodes and the
-    edges among them, in blocks of ``PROBE_BLOCK`` targets."""
-    probe = graph.induced(min(PROBE_NODES, graph.num_nodes))
+    forward on a probe subgraph (``_InEdges.probe``) cut into blocks of
+    ``PROBE_BLOCK`` targets."""
+    probe, nodes = graph.probe(PROBE_NODES)
     edge_index = torch.stack([probe.sources, torch.repeat_interleave(
         torch.arange(probe.num_nodes, device=x.device), probe.rowptr.diff())])
-    full = forward(x[:probe.num_nodes], edge_index)
+    full = forward(x[nodes], edge_index)
     full = full[0] if isinstance(full, tuple) else full
-    blocked = _local_blocks(forward, x[:probe.num_nodes], probe, PROBE_BLOCK)
-    scale = max(1.0, float(full.abs().max()))
+    blocked = _local_blocks(forward, x[nodes], probe, PROBE_BLOCK)
+    scale = max(1.0, float(full.abs().max())) if full.numel() else 1.0
     if not torch.allclose(blocked, full, rtol=PROBE_RTOL, atol=PROBE_RTOL * scale):
         raise UserError(f"layer {name} ({type(module).__name__}) is not node-local: its output for a node "
                         "depends on more than the node's in-edges, so it cannot be computed in blocks; "

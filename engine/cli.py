@@ -183,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="layer files' dtype; float16 halves them for large graphs")
     embed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    embed.add_argument("--block-rows", type=int, default=DEFAULT_BLOCK_ROWS,
-                       help="nodes per block of the layer-wise pass (bounds its memory)")
+    embed.add_argument("--block-rows", type=int, default=None,
+                       help=f"nodes per block of the layer-wise pass (bounds its memory; default "
+                            f"{DEFAULT_BLOCK_ROWS:,}, and on the hook path the whole graph at once when it fits)")
     embed.add_argument("--data-root", default=None, metavar="DIR",
                        help="dataset folder (default: the run's, else $LAYERSCOPE_DATA, else ./data)")
     embed.add_argument("--dataset", default=None, metavar="NAME",
@@ -202,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     declared.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
                           help="your function or class that builds the model; called with those of "
                                "in_channels, hidden_channels, out_channels, num_layers, dropout it takes")
-    declared.add_argument("--layers", type=int, default=d.num_layers, help="message-passing layers")
-    declared.add_argument("--hidden", type=int, default=d.hidden_channels, help="hidden channels")
+    declared.add_argument("--layers", type=int, default=None, help=f"message-passing layers (default {d.num_layers})")
+    declared.add_argument("--hidden", type=int, default=None, help=f"hidden channels (default {d.hidden_channels})")
     declared.add_argument("--out-channels", type=int, default=None, help="output width (default: the class count)")
     declared.add_argument("--aggr", default=None, choices=AGGREGATIONS, help="sage / graphconv aggregation")
     declared.add_argument("--predictions", default="auto", choices=PREDICTIONS,
@@ -287,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--class-names", default=None, metavar="names.txt", help="one class name per line")
     imp.add_argument("--name", required=True, metavar="RUN", help="the new run folder's name")
     imp.add_argument("--out", default="checkpoints", metavar="DIR", help="folder of run folders")
-    imp.add_argument("--split", default="60/20/20", help="the split kNN and probe metrics use")
+    imp.add_argument("--split", default=None,
+                     help="the split kNN and probe metrics use (default: the dataset's own, or 60/20/20 with --labels)")
     imp.add_argument("--seed", type=int, default=0, help="split seed")
     imp.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -319,7 +321,7 @@ def _train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, sampler=args.sampler, patience=args.patience,
                       monitor=args.monitor, seed=args.seed, device=args.device, amp=not args.no_amp,
                       normalize_features=args.normalize_features, data_root=args.data_root,
-                      split_file=args.split_file, aggr=args.aggr,
+                      split_file=str(Path(args.split_file).resolve()) if args.split_file else None, aggr=args.aggr,
                       walk_length=args.walk_length, negatives=args.negatives, margin=args.margin, tau=args.tau,
                       drop_edge=args.drop_edge, drop_feature=args.drop_feature,
                       projection_channels=args.projection)
@@ -335,29 +337,33 @@ def _train(args: argparse.Namespace) -> int:
 
 def _embed(args: argparse.Namespace) -> int:
     from layerscope.engine.embed import embed_checkpoint, embed_run
+    from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS
     from layerscope.engine.runs import default_run_name
+    from layerscope.engine.user_model import read_state_dict
 
-    if args.block_rows < 1:
+    if args.block_rows is not None and args.block_rows < 1:
         raise UserError(f"--block-rows must be at least 1, got {args.block_rows}")
     if args.split and args.split_file:
         raise UserError("give --split or --split-file, not both")
+    declared = ("model", "model_factory", "aggr", "out_channels", "hidden", "layers")
     if args.run:
-        given = [f"--{k.replace('_', '-')}" for k in ("dataset", "split", "split_file", "seed", "largest_component",
-                                                     "name", "model", "model_factory", "aggr", "out_channels")
-                 if getattr(args, k) is not None]
-        if given:
-            raise UserError(f"{', '.join(given)} apply to --checkpoint; --run embeds the run's own graph")
-        run = embed_run(Path(args.run), args.dtype, args.device, args.data_root, args.block_rows,
+        _refuse_given(args, ("dataset", "split", "split_file", "seed", "largest_component", "name", *declared),
+                      "apply to --checkpoint; --run embeds the run's own graph")
+        run = embed_run(Path(args.run), args.dtype, args.device, args.data_root, args.block_rows or DEFAULT_BLOCK_ROWS,
                         progress=not args.quiet, metrics=args.metrics)
         where = Path(args.run)
     else:
         name = args.name or default_run_name(args.dataset or Path(args.checkpoint).parent.name or "checkpoint",
                                              "embed")
-        if args.model is None and args.model_factory is None:
+        _, layerscope_config = read_state_dict(Path(args.checkpoint))
+        if layerscope_config is not None and args.model is None and args.model_factory is None:
+            _refuse_given(args, declared, f"declare a plain state dict's model; {args.checkpoint} is a layerscope "
+                                          "checkpoint, which carries its own")
             overrides = {k: getattr(args, k) for k in ("dataset", "split", "split_file", "seed", "largest_component",
                                                        "data_root")}
             run = embed_checkpoint(Path(args.checkpoint), Path(args.out), name, overrides, args.dtype, args.device,
-                                   progress=not args.quiet, metrics=args.metrics)
+                                   progress=not args.quiet, metrics=args.metrics,
+                                   block_rows=args.block_rows or DEFAULT_BLOCK_ROWS)
         else:
             run = _embed_state_dict(args, name)
         where = Path(args.out) / name
@@ -366,24 +372,42 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_given(args: argparse.Namespace, names: tuple[str, ...], why: str) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in names if getattr(args, k) is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} {why}")
+
+
 def _embed_state_dict(args: argparse.Namespace, name: str) -> dict:
     """``embed --checkpoint`` of a plain PyG state dict with a declared model or a factory."""
     from layerscope.engine.data import load_dataset
+    from layerscope.engine.train import TrainConfig
     from layerscope.engine.user_model import embed_state_dict
 
     if args.model and args.model_factory:
         raise UserError("give --model or --model-factory, not both")
+    if args.model is None and args.model_factory is None:
+        raise UserError(f"{args.checkpoint} is a plain state dict: declare its model (--model sage --layers 3 "
+                        "--hidden 256 --aggr mean) or give --model-factory module:function")
     if args.dataset is None:
         raise UserError(f"{args.checkpoint}: a state dict does not say which graph it was trained on; give --dataset")
     bundle = load_dataset(args.dataset, args.data_root, args.split, args.seed or 0, bool(args.largest_component),
                           split_file=args.split_file)
+    d = TrainConfig()
     result = embed_state_dict(Path(args.checkpoint), bundle, Path(args.out), name, model=args.model,
-                              factory=args.model_factory, hidden_channels=args.hidden, num_layers=args.layers,
-                              out_channels=args.out_channels, aggr=args.aggr, dtype=args.dtype, device=args.device,
-                              block_rows=args.block_rows, metrics=args.metrics, predictions=args.predictions,
-                              progress=not args.quiet)
+                              factory=args.model_factory, hidden_channels=args.hidden or d.hidden_channels,
+                              num_layers=args.layers or d.num_layers, out_channels=args.out_channels, aggr=args.aggr,
+                              dtype=args.dtype, device=args.device, block_rows=args.block_rows, metrics=args.metrics,
+                              predictions=args.predictions, progress=not args.quiet)
     why = f" ({result.reason})" if result.reason else ""
     print(f"{result.path} path{why}")
+    if args.model:
+        settings = "; ".join(f"{layer['name']}: " + ", ".join(f"{k}={v}" for k, v in layer.items()
+                                                              if k in ("class", "aggr", "normalize", "root_weight",
+                                                                       "improved", "add_self_loops"))
+                             for layer in result.record["model"]["layers"])
+        print(f"declared {args.model} as built (a state dict stores none of these; if yours differ, use "
+              f"--model-factory): {settings}")
     return result.record
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from layerscope.engine.data import GraphBundle, load_dataset
-from layerscope.engine.data.splits import read_split_file, stratified_split
+from layerscope.engine.data.splits import DEFAULT_SPLIT, read_split_file, stratified_split
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
 from layerscope.engine.record import (DTYPES, RunRecord, RunWriter, layer_file_name, new_run_folder,
@@ -38,7 +38,7 @@ def _trained_record(run_dir: Path) -> dict:
         if (run_dir / name).exists():
             return read_record(run_dir / name)
     raise UserError(f"{run_dir} is not a trained run ({RUN_FILE} and {PENDING_FILE} missing); "
-                    "train it first with python -m engine train")
+                    "train it first with layerscope train")
 
 
 def _mark_incomplete(run_dir: Path) -> None:
@@ -118,7 +118,8 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
 
 
 def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dtype: str = "float32",
-                     device: str = "auto", progress: bool = True, metrics: str = "full") -> dict:
+                     device: str = "auto", progress: bool = True, metrics: str = "full",
+                     block_rows: int = DEFAULT_BLOCK_ROWS) -> dict:
     """A run folder for a ``model.pt`` made by this engine: its dataset,
     split and preprocessing as saved with it, unless ``overrides`` (``dataset``,
     ``split``, ``split_file``, ``seed``, ``largest_component``, ``data_root``) say otherwise."""
@@ -126,9 +127,11 @@ def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dt
 
     checkpoint = Path(checkpoint)
     _, model_config = load_model(checkpoint)     # loading checks the weights fit the config
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "split" in given or "split_file" in given:      # a split given replaces the saved one, file or spec
+        given = {"split": None, "split_file": None, **given}
     config = {"dataset": None, "split": None, "seed": 0, "largest_component": False, "scale": 1.0, "data_root": None,
-              "normalize_features": False, "split_file": None, **(read_train_config(checkpoint) or {}),
-              **{k: v for k, v in overrides.items() if v is not None}}
+              "normalize_features": False, "split_file": None, **(read_train_config(checkpoint) or {}), **given}
     if config["dataset"] is None:
         raise UserError(f"{checkpoint} does not say which dataset it was trained on; give --dataset")
     bundle = load_dataset(config["dataset"], config["data_root"], config["split"], config["seed"],
@@ -141,12 +144,13 @@ def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dt
     with new_run_folder(out, name) as run_dir:
         shutil.copyfile(checkpoint, run_dir / MODEL_FILE)
         atomic_write_json(run_dir / PENDING_FILE, record.to_dict())
-        written = embed_run(run_dir, dtype, device, bundle=bundle, progress=progress, metrics=metrics)
+        written = embed_run(run_dir, dtype, device, bundle=bundle, progress=progress, metrics=metrics,
+                            block_rows=block_rows)
     return written
 
 
 def import_embeddings(files: list[Path], out: Path, name: str, labels_file: Path | None = None,
-                      class_names_file: Path | None = None, split: str = "60/20/20", seed: int = 0,
+                      class_names_file: Path | None = None, split: str | None = None, seed: int = 0,
                       dataset: str | None = None, data_root: str | None = None, split_file: Path | None = None,
                       logits_file: Path | None = None, edges_file: Path | None = None, metrics: str = "full",
                       progress: bool = True) -> dict:
@@ -172,7 +176,7 @@ def import_embeddings(files: list[Path], out: Path, name: str, labels_file: Path
             raise UserError(f"{path} does not exist")
     bundle = None
     if dataset is not None:
-        bundle = load_dataset(dataset, data_root, None if split_file else split, seed, split_file=split_file)
+        bundle = load_dataset(dataset, data_root, split, seed, split_file=split_file)
         labels, class_names = bundle.data.y.numpy(), bundle.class_names
         if labels_file is not None and not np.array_equal(_load_npy(labels_file, "labels"), labels):
             raise UserError(f"{labels_file} does not hold {dataset}'s labels; leave --labels out to use the dataset's")
@@ -194,6 +198,7 @@ def import_embeddings(files: list[Path], out: Path, name: str, labels_file: Path
             split_index = {k: v.numpy() for k, v in read_split_file(split_file, labels.size).items()}
             split_name = f"file:{Path(split_file).name}"
         else:
+            split = split or DEFAULT_SPLIT
             split_index = {k: v.numpy() for k, v in stratified_split(torch.from_numpy(labels), split, seed).items()}
             split_name = split
     if class_names_file is not None:

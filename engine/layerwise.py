@@ -1,6 +1,8 @@
 """Every layer's output for every node: layer by layer, in blocks of rows.
 
-The one inference routine behind ``engine embed`` for every model. Each layer
+The fast inference routine behind ``engine embed``, for every model whose
+layers it reproduces exactly (``fast_path_refusal``); ``engine.capture`` runs
+any other model's own forward. Each layer
 runs over the whole graph before the next starts (so a node's output is exact,
 not sampled), and inside a layer over blocks of target rows: a block reads
 its rows of the sparse adjacency and all of the previous layer's output, and
@@ -27,7 +29,7 @@ from torch_geometric.nn.models.basic_gnn import BasicGNN
 from torch_geometric.utils import spmm
 from tqdm.auto import tqdm
 
-from layerscope.engine.models import GVAE, InputDropout
+from layerscope.engine.models import GVAE, InputDropout, SumGraphConv
 
 DEFAULT_BLOCK_ROWS = 65_536
 
@@ -42,7 +44,7 @@ class Layer:
     act: Callable[[Tensor], Tensor] | None
 
 
-def fast_path_refusal(model: torch.nn.Module) -> str | None:
+def fast_path_refusal(model: torch.nn.Module, device: torch.device | str = "cpu") -> str | None:
     """Why the block-wise path cannot reproduce ``model`` exactly, in a few
     words naming the layer and the setting; ``None`` when it can.
 
@@ -63,26 +65,37 @@ def fast_path_refusal(model: torch.nn.Module) -> str | None:
     else:
         return f"{type(model).__name__} is not a BasicGNN"
     for i, conv in enumerate(convs):
-        reason = conv_refusal(conv)
+        reason = conv_refusal(conv, device)
         if reason is not None:
             return f"layer {i} ({type(conv).__name__}): {reason}"
     return None
 
 
 _SPMM_REDUCE = ("mean", "sum", "add", "max", "min")
+# What a convolution computes lives in these methods; a subclass that overrides
+# one computes something _apply_conv does not know. (Not ``propagate``: PyG
+# generates one for every subclass from these.)
+_COMPUTING = ("forward", "message", "aggregate", "message_and_aggregate", "update")
 
 
-def conv_refusal(conv: torch.nn.Module) -> str | None:
-    """Why ``_apply_conv`` cannot compute ``conv`` exactly (``None``: it can).
+def conv_refusal(conv: torch.nn.Module, device: torch.device | str = "cpu") -> str | None:
+    """Why ``_apply_conv`` cannot compute ``conv`` exactly on ``device``
+    (``None``: it can).
 
     Checked against every setting that changes what the layer computes:
     SAGEConv's and GraphConv's ``aggr`` (a plain reduction; ``normalize``,
-    ``root_weight`` and ``project`` are reproduced), GCNConv's ``normalize``
-    and ``cached`` (``improved`` and ``add_self_loops`` are reproduced), and
-    the message direction.
+    ``root_weight`` and ``project`` are reproduced; max and min only on the
+    CPU, where PyG's sparse product takes them), GCNConv's ``normalize``,
+    ``cached`` and ``improved`` (``model(x, edge_index)`` weighs the added
+    self-loops 1 whatever ``improved`` says; a sparse adjacency weighs them 2),
+    the message direction, and subclasses that override how it computes.
     """
-    if not isinstance(conv, (SAGEConv, GCNConv, GraphConv)):
+    base = next((c for c in (SAGEConv, GCNConv, GraphConv) if isinstance(conv, c)), None)
+    if base is None:
         return "not a SAGEConv, GCNConv or GraphConv"
+    overridden = [m for m in _COMPUTING if getattr(type(conv), m) is not getattr(base, m)]
+    if overridden and not (type(conv) is SumGraphConv and overridden == ["message_and_aggregate"]):
+        return f"{type(conv).__name__} overrides {', '.join(overridden)}"
     if getattr(conv, "flow", "source_to_target") != "source_to_target":
         return f"flow={conv.flow!r}"
     if isinstance(conv, GCNConv):
@@ -90,20 +103,24 @@ def conv_refusal(conv: torch.nn.Module) -> str | None:
             return "normalize=False"
         if conv.cached:
             return "cached=True (a normalisation cached from another graph may be in use)"
+        if conv.improved:
+            return "improved=True"
         return None
     if not (isinstance(conv.aggr, str) and conv.aggr in _SPMM_REDUCE):
         return f"aggr={conv.aggr!r} (a plain mean, sum, max or min is reproduced)"
+    if conv.aggr in ("max", "min") and torch.device(device).type != "cpu":
+        return f"aggr={conv.aggr!r} on {torch.device(device).type} (PyG's sparse max / min runs on the CPU only)"
     return None
 
 
-def layers_of(model: torch.nn.Module) -> list[Layer]:
+def layers_of(model: torch.nn.Module, device: torch.device | str = "cpu") -> list[Layer]:
     """The layers of a model ``fast_path_refusal`` accepts, in ``forward``
     order, named as their files: ``hidden1 ... hiddenK`` then ``logits``
     (classifiers), ``embedding`` (label-free objectives) or ``mu`` (gvae).
 
     Raises ``ValueError`` naming the layer and setting it cannot reproduce.
     """
-    reason = fast_path_refusal(model)
+    reason = fast_path_refusal(model, device)
     if reason is not None:
         raise ValueError(f"the block-wise layer-wise path cannot reproduce this model: {reason}")
     if isinstance(model, GVAE):
@@ -239,7 +256,7 @@ def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int 
         ``model(x, edge_index)`` in eval mode. Each output becomes the next
         layer's input, so a caller that writes it out can drop it.
     """
-    layers = layers_of(model)
+    layers = layers_of(model, x.device)
     was_training = model.training
     model.eval()
     normalized: dict = {}

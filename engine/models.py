@@ -125,14 +125,15 @@ class GCNModel(InputDropout, GCN):
     """PyG's ``GCN`` (``GCNConv``, symmetric normalisation) with input dropout."""
 
 
-class _GraphConv(GraphConv):
+class SumGraphConv(GraphConv):
     """``GraphConv`` whose sum over a CPU CSR runs through ``torch.sparse.mm``'s
     reduce kernel, which takes bf16; MKL's plain product, where PyG's ``spmm``
-    sends a sum, does not, so bf16 autocast of sampled batches failed."""
+    sends a sum, does not, so bf16 autocast of sampled batches failed. Other
+    aggregations go through PyG unchanged."""
 
     def message_and_aggregate(self, edge_index, x, edge_weight):
-        if (edge_weight is None and isinstance(edge_index, Tensor) and edge_index.layout == torch.sparse_csr
-                and not edge_index.is_cuda):
+        if (self.aggr in ("add", "sum") and edge_weight is None and isinstance(edge_index, Tensor)
+                and edge_index.layout == torch.sparse_csr and not edge_index.is_cuda):
             return torch.sparse.mm(edge_index, x[0], "sum")
         return super().message_and_aggregate(edge_index, x, edge_weight)
 
@@ -147,7 +148,7 @@ class GraphConvNet(InputDropout, BasicGNN):
     supports_norm_batch = False
 
     def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> MessagePassing:
-        return _GraphConv(in_channels, out_channels, **kwargs)
+        return SumGraphConv(in_channels, out_channels, **kwargs)
 
 
 def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
@@ -176,6 +177,9 @@ class ModelSpec:
     # layer reads (``forward_sampled``). Exact for SAGE and GraphConv; GCN's
     # symmetric normalisation reads the sender's degree, which trimming changes.
     trims: bool
+    # Whether its layers take a neighbour aggregation (--aggr): a state dict
+    # does not say which, so loading one needs it stated.
+    aggregates: bool = False
 
     @property
     def objective(self) -> str:
@@ -183,9 +187,9 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "sage": ModelSpec(_basic_gnn(SAGE), ("supervised", *LABEL_FREE), trims=True),
+    "sage": ModelSpec(_basic_gnn(SAGE), ("supervised", *LABEL_FREE), trims=True, aggregates=True),
     "gcn": ModelSpec(_basic_gnn(GCNModel), ("supervised", *LABEL_FREE), trims=False),    # GCNConv, not cached
-    "graphconv": ModelSpec(_basic_gnn(GraphConvNet), ("supervised", *LABEL_FREE), trims=True),
+    "graphconv": ModelSpec(_basic_gnn(GraphConvNet), ("supervised", *LABEL_FREE), trims=True, aggregates=True),
     "gvae": ModelSpec(lambda c: GVAE(c.in_channels, c.hidden_channels, c.out_channels,
                                      c.num_layers, c.dropout, c.input_dropout), ("vgae",), trims=False),
 }

@@ -47,7 +47,7 @@ def run_graph(run: Run) -> sp.csr_matrix:
     dataset is loaded). Raises ``UserError`` for a run that stores none."""
     graph = run.graph()
     if graph is None:
-        hint = ("write it with: python -m engine embed --run " + str(run.path) if run.record.get("config")
+        hint = ("write it with: layerscope embed --run " + str(run.path) if run.record.get("config")
                 else "import it again with --dataset NAME to keep the graph")
         raise UserError(f"{run.path} stores no graph; {hint}")
     return graph

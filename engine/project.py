@@ -159,7 +159,7 @@ def resolve_layers(run: Run, spec: str | list[str]) -> list[str]:
     """Layer names from ``all``, positions (``0,1,3``) or names (``input,hidden2``)."""
     names = [e["name"] for e in run.layers]
     if not names:
-        raise UserError(f"{run.path} has no layer embeddings; run: python -m engine embed --run {run.path}")
+        raise UserError(f"{run.path} has no layer embeddings; run: layerscope embed --run {run.path}")
     items = spec if isinstance(spec, list) else ([] if spec == "all" else spec.split(","))
     chosen = []
     for item in map(str.strip, items):

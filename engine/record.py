@@ -73,7 +73,7 @@ class RunRecord:
         known = {f.name for f in fields(cls)}
         unknown = set(record) - known - {"source_checkpoint"}
         if unknown:
-            raise ValueError(f"run record has unknown fields: {', '.join(sorted(unknown))}")
+            raise UserError(f"run record has unknown fields: {', '.join(sorted(unknown))}")
         record = dict(record)
         if "source_checkpoint" in record:      # schema 1
             record["source"] = {"kind": "checkpoint", "path": record.pop("source_checkpoint")}
@@ -102,6 +102,9 @@ def new_run_folder(out: Path, name: str) -> Iterator[Path]:
         raise UserError(f"run folder {final} already exists; pick another --name")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder of runs")
+    for stale in out.glob(f".{name}.*.partial") if out.is_dir() else []:
+        if not _alive(stale.name.rsplit(".", 2)[-2]):     # left by a process that was killed
+            shutil.rmtree(stale, ignore_errors=True)
     staging = out / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -113,6 +116,17 @@ def new_run_folder(out: Path, name: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (on this host) still runs."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def layer_file_name(name: str) -> str:
@@ -182,8 +196,17 @@ class RunWriter:
             raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
         if metrics not in METRICS_MODES:
             raise UserError(f"--metrics {metrics!r}: choose from {', '.join(METRICS_MODES)}")
-        if len(labels) and int(labels.max()) >= len(class_names):
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise UserError(f"labels must be (N,) class indices, got {labels.dtype} {labels.shape}")
+        if labels.size and int(labels.min()) < 0:
+            raise UserError(f"label {int(labels.min())} is not a class: labels are 0..C-1 (give unlabelled nodes a "
+                            "class of their own, e.g. 'unlabelled')")
+        if labels.size and int(labels.max()) >= len(class_names):
             raise UserError(f"label {int(labels.max())} has no class name ({len(class_names)} names)")
+        if len(set(class_names)) != len(class_names):
+            twice = sorted({n for n in class_names if list(class_names).count(n) > 1})
+            raise UserError(f"class names must differ; given more than once: {', '.join(map(repr, twice[:5]))}")
         self.dir = Path(run_dir)
         (self.dir / LAYERS_DIR).mkdir(parents=True, exist_ok=True)
         self.labels, self.class_names, self.dtype, self.metrics, self.progress = (

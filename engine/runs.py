@@ -175,10 +175,10 @@ def read_run(path: Path) -> Run:
     if not record_path.exists():
         if (path / PENDING_FILE).exists():
             raise UserError(f"{path}: embeddings not written ({RUN_FILE} missing); "
-                            f"run: python -m engine embed --run {path}")
+                            f"run: layerscope embed --run {path}")
         if (path / RESUME_FILE).exists():
             raise UserError(f"{path}: training was interrupted ({RUN_FILE} missing); "
-                            f"continue it with: python -m engine train --resume --name {path.name} --out {path.parent}")
+                            f"continue it with: layerscope train --resume --name {path.name} --out {path.parent}")
         raise UserError(f"{path}: not a run folder ({RUN_FILE} missing)")
     record = read_record(record_path)
     num_nodes = record.get("dataset", {}).get("num_nodes")

@@ -96,7 +96,7 @@ def cross_run_cka(a: Run, b: Run) -> tuple[np.ndarray, int]:
                         f"{db['name']} {db['fingerprint']}); CKA compares the same nodes")
     for run in (a, b):
         if not run.layers:
-            raise UserError(f"{run.path} has no layer embeddings; run: python -m engine embed --run {run.path}")
+            raise UserError(f"{run.path} has no layer embeddings; run: layerscope embed --run {run.path}")
     nodes = a.nodes()
     sample = quality_sample(nodes["label"].to_numpy(), split_indices(nodes))["eval"]
     matrix = cka_matrix([a.layer(e["name"]) for e in a.layers], [b.layer(e["name"]) for e in b.layers], sample)

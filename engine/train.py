@@ -113,8 +113,9 @@ class TrainConfig:
             raise UserError(f"--monitor {self.monitor!r}: choose from {', '.join(MONITORS)}")
         if self.split is not None and self.split_file is not None:
             raise UserError("give --split or --split-file, not both")
-        if self.aggr is not None and (self.model not in ("sage", "graphconv") or self.aggr not in AGGREGATIONS):
-            raise UserError(f"--aggr {self.aggr} applies to sage and graphconv: one of {', '.join(AGGREGATIONS)}")
+        if self.aggr is not None and (not MODELS[self.model].aggregates or self.aggr not in AGGREGATIONS):
+            raise UserError(f"--aggr {self.aggr} applies to "
+                            f"{', '.join(k for k, v in MODELS.items() if v.aggregates)}: one of {', '.join(AGGREGATIONS)}")
         if self.l2_normalize and self.model != "sage":
             raise UserError(f"--l2-normalize applies to sage, not {self.model}")
         if self.fanout is not None:
@@ -201,6 +202,9 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     holds the ``last.pt`` of an interrupted run of the same config.
     """
     device = resolve_device(cfg.device)
+    if cfg.aggr in ("max", "min") and device.type != "cpu":
+        raise UserError(f"--aggr {cfg.aggr} trains on the CPU only: PyG's sparse max / min has no {device.type} "
+                        "kernel; use --device cpu")
     if cfg.normalize_features:
         bundle = bundle.with_normalized_features()
     fanout = cfg.fanout
@@ -326,7 +330,7 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
             raise UserError(f"{run_dir} is complete; there is nothing to resume")
         if (run_dir / PENDING_FILE).exists():
             raise UserError(f"{run_dir} finished training; write its embeddings with "
-                            f"python -m engine embed --run {run_dir}")
+                            f"layerscope embed --run {run_dir}")
         if not (run_dir / RESUME_FILE).exists():
             raise UserError(f"{run_dir} has no {RESUME_FILE} to resume from; start it again without --resume")
         # The interrupted run's own settings; only the device may change.

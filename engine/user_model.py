@@ -71,10 +71,10 @@ def graph_bundle(data, class_names: list[str] | None = None, split=None, name: s
         if getattr(data, key, None) is None:
             raise UserError(f"data has no {key}; layerscope needs node features x, the graph edge_index "
                             "and the labels y (N,) to colour the maps")
-    y = data.y.view(-1).long()
+    y = data.y.view(-1).long().cpu()
     if y.numel() != data.num_nodes:
         raise UserError(f"data.y has {y.numel():,} entries for {data.num_nodes:,} nodes; give one class per node")
-    plain = Data(x=data.x.float(), edge_index=data.edge_index.long(), y=y)
+    plain = Data(x=data.x.float().cpu(), edge_index=data.edge_index.long().cpu(), y=y)
     if split is None and getattr(data, "train_mask", None) is None:
         raise UserError("give split= (OGB's split_idx, index arrays or masks) or data.train_mask / "
                         "val_mask / test_mask: the kNN and probe metrics and test accuracy need one")
@@ -84,13 +84,13 @@ def graph_bundle(data, class_names: list[str] | None = None, split=None, name: s
 
 def _split(split, num_nodes: int, data) -> dict[str, Tensor]:
     if split is None:
-        return split_from_arrays({k: getattr(data, k) for k in ("train_mask", "val_mask", "test_mask")
+        return split_from_arrays({k: getattr(data, k).cpu() for k in ("train_mask", "val_mask", "test_mask")
                                   if getattr(data, k, None) is not None}, num_nodes, "data's masks")
     if isinstance(split, (str, Path)):
         return read_split_file(split, num_nodes)
     if not isinstance(split, dict):
         raise UserError(f"split must be a dict of train / val / test arrays or a file, not {type(split).__name__}")
-    return split_from_arrays({k: np.asarray(v) if not isinstance(v, Tensor) else v for k, v in split.items()},
+    return split_from_arrays({k: v.cpu() if isinstance(v, Tensor) else np.asarray(v) for k, v in split.items()},
                              num_nodes)
 
 
@@ -145,12 +145,11 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
     if dtype not in DTYPES:
         raise UserError(f"dtype {dtype!r}: choose from {', '.join(DTYPES)}")
     torch_device = resolve_device(device) if isinstance(device, str) else device
-    x, edge_index = bundle.data.x, bundle.edge_index()
+    x = bundle.data.x
     labels, split = bundle.data.y.numpy(), {k: v.numpy() for k, v in bundle.split.items()}
-    reason = fast_path_refusal(model)
+    reason = fast_path_refusal(model, torch_device) or _graph_refusal(bundle)
     path = "block-wise" if reason is None else "hooks"
-    if reason is None and int(bundle.adj_t._nnz()) != edge_index.size(1):
-        reason, path = "the graph has repeated edges", "hooks"
+    edge_index = bundle.edge_index() if path == "hooks" else None
     was_device = next(iter(model.parameters()), torch.empty(0)).device
     model.to(torch_device)
     start = time.perf_counter()
@@ -158,8 +157,7 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
         with new_run_folder(out, name) as run_dir:
             writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress)
             writer.add_layer("input", x.numpy())
-            stream = _layer_stream(model, x.to(torch_device), edge_index.to(torch_device), bundle, path,
-                                   block_rows, progress)
+            stream = _layer_stream(model, x.to(torch_device), edge_index, bundle, path, block_rows, progress)
             from_model = predictions == "model" or (predictions == "auto" and stream.width == bundle.num_classes)
             if predictions == "model" and stream.width != bundle.num_classes:
                 raise UserError(f"predictions='model' needs one output column per class: the model gives "
@@ -202,17 +200,30 @@ def _layer_stream(model, x, edge_index, bundle, path, block_rows, progress) -> _
     if path == "block-wise":     # one layer in memory at a time, as engine embed
         from layerscope.engine.layerwise import layers_of
 
-        layers, rows = layers_of(model), block_rows or DEFAULT_BLOCK_ROWS
+        layers, rows = layers_of(model, x.device), block_rows or DEFAULT_BLOCK_ROWS
         adj_t = bundle.adj_t.to(x.device)
         stream = ((name, out.cpu().numpy(), f"block-wise {name}")
                   for name, out in layerwise(model, x, adj_t, rows, progress))
         return _LayerStream(stream, len(layers), layers[-1].conv.out_channels, rows)
     from layerscope.engine.capture import capture
 
-    captured = capture(model, x, edge_index, block_rows, progress=progress)
+    captured = capture(model, x, edge_index.to(x.device), block_rows, progress=progress)
     stream = ((layer.name, layer.values.numpy(), layer.source) for layer in captured.layers)
     return _LayerStream(stream, len(captured.layers), captured.layers[-1].values.size(1),
                         captured.block_rows or None)
+
+
+def _graph_refusal(bundle: GraphBundle) -> str | None:
+    """Why the block-wise path may not read the bundle's coalesced adjacency
+    for what ``model(x, edge_index)`` computes (``None``: it may)."""
+    if "edge_index" not in bundle.data:
+        return None     # a loader's compact CSR: coalesced and loop-free by construction
+    edge_index = bundle.data.edge_index
+    if int(bundle.adj_t._nnz()) != edge_index.size(1):
+        return "the graph has repeated edges"
+    if bool((edge_index[0] == edge_index[1]).any()):
+        return "the graph has self-loops"
+    return None
 
 
 def describe(model: torch.nn.Module) -> dict:
@@ -325,11 +336,11 @@ def declared_model(model: str, in_channels: int, hidden_channels: int, out_chann
 
     if model not in MODELS:
         raise UserError(f"--model {model!r}: choose from {', '.join(MODELS)}, or give --model-factory")
-    if model in ("sage", "graphconv") and aggr is None:
+    if MODELS[model].aggregates and aggr is None:
         raise UserError(f"--model {model} needs --aggr (mean, sum, max or min): a state dict holds the same "
                         "weights for every aggregation, so layerscope cannot tell them apart")
-    if model not in ("sage", "graphconv") and aggr is not None:
-        raise UserError(f"--aggr applies to sage and graphconv, not {model}")
+    if not MODELS[model].aggregates and aggr is not None:
+        raise UserError(f"--aggr applies to {', '.join(k for k, v in MODELS.items() if v.aggregates)}, not {model}")
     config = ModelConfig(model, in_channels, hidden_channels, out_channels, num_layers, 0.0, aggr=aggr)
     return build_model(config)
 

@@ -110,10 +110,11 @@ def project(x: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.1, metr
 
 
 class Dashboard:
-    """A dashboard server started by ``show``: ``url``, ``stop()``; a context manager."""
+    """A dashboard server started by ``show``: ``url``, ``log`` (its output),
+    ``stop()``; a context manager."""
 
-    def __init__(self, process, url: str):
-        self.process, self.url = process, url
+    def __init__(self, process, url: str, log: str):
+        self.process, self.url, self.log = process, url, log
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -146,18 +147,23 @@ def show(runs: str | _Path = "checkpoints", port: int | None = None, wait: float
 
     from layerscope.engine.launch import dashboard_command, free_port
 
+    import tempfile
+
     port = port or free_port()
     command, env = dashboard_command(_Path(runs), port, headless=True)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A file, not a pipe: a pipe nobody reads fills up and stalls the server.
+    log = tempfile.NamedTemporaryFile(prefix="layerscope-dashboard-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise UserError(f"the dashboard stopped at start: {process.stderr.read().decode()[-300:].strip()}")
+            tail = _Path(log.name).read_text(errors="replace")[-300:].strip()
+            raise UserError(f"the dashboard stopped at start (log {log.name}): {tail}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return Dashboard(process, url)
+                return Dashboard(process, url, log.name)
         except OSError:
             time.sleep(0.5)
-    Dashboard(process, url).stop()
+    Dashboard(process, url, log.name).stop()
     raise UserError(f"the dashboard did not answer on {url} within {wait:.0f} s")

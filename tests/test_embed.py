@@ -116,7 +116,7 @@ def test_a_killed_embed_leaves_no_complete_run_and_rerunning_finishes_it(photo_s
 
     listed = run_engine("list", "--out", tmp_path / "out")
     assert listed.returncode == 0 and "sage" not in listed.stdout
-    assert "embeddings not written" in listed.stderr and "engine embed --run" in listed.stderr
+    assert "embeddings not written" in listed.stderr and "layerscope embed --run" in listed.stderr
 
     assert run_engine("embed", "--run", run_dir, "--quiet").returncode == 0
     listed = run_engine("list", "--out", tmp_path / "out")

@@ -57,12 +57,13 @@ def _basic_gnn_layers(model, x, edge_index) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def _ogb_sage_layers(model, x, edge_index) -> list[torch.Tensor]:
+    """The OGB example's layers: ReLU after each but the last, whose scores
+    the model returns as log_softmax (the run keeps the scores)."""
     h, layers = x, []
     for conv in model.convs[:-1]:
         h = F.relu(conv(h, edge_index))
         layers.append(h)
     layers.append(model.convs[-1](h, edge_index))
-    layers.append(torch.log_softmax(layers[-1], dim=-1))
     return layers
 
 
@@ -187,10 +188,12 @@ def test_the_ogb_example_state_dict_loads_by_declared_model_and_by_its_own_class
     assert factory.returncode == 0, factory.stderr
     assert "hooks path" in factory.stdout
     run = ls.open_run(tmp_path / "factory")
-    assert run.layer_names == ["input", "hidden1", "hidden2", "hidden3", "logits"]
+    assert run.layer_names == ["input", "hidden1", "hidden2", "logits"]      # as the declared model's
     for name, values in zip(run.layer_names[1:], expected):
         assert np.allclose(run.layer(name), values.numpy(), atol=1e-4), name
+    assert np.allclose(run.layer("logits"), ls.open_run(tmp_path / "declared").layer("logits"), atol=1e-4)
     assert run.record["source"]["factory"] == "tests.user_sage:SAGE"
+    assert "log_softmax" in run.layers[-1]["source"]
 
 
 def test_max_aggregation_is_never_dumped_as_mean(photo, shared_data, tmp_path):
@@ -408,3 +411,63 @@ def test_imported_vectors_with_an_edge_list_get_degree_and_neighbours(tmp_path):
                      "--edges", tmp_path / "edges.npy", "--name", "bad", "--out", tmp_path)
     assert_one_line_error(bad, "node 50 is not one of the 50 rows")
     assert not (tmp_path / "bad").exists()
+
+
+def test_settings_the_fast_path_cannot_see_send_the_model_through_its_own_forward(photo, tmp_path):
+    """A SAGEConv subclass with its own message, GCN with improved=True (its
+    edge_index forward weighs self-loops 1), and a graph with self-loops are
+    each embedded exactly through hooks, never recomputed wrongly."""
+    from torch_geometric.data import Data
+    from torch_geometric.nn import GCNConv, SAGEConv
+
+    class ScaledSAGEConv(SAGEConv):
+        def message(self, x_j):
+            return 2 * x_j
+
+    sage = GraphSAGE(745, HIDDEN, 2, 8).eval()
+    sage.convs[1] = ScaledSAGEConv(HIDDEN, 8).eval()
+    improved = GCN(745, HIDDEN, 2, 8).eval()
+    improved.convs[0] = GCNConv(745, HIDDEN, improved=True)
+    loops = photo.data.edge_index[:, :0].new_tensor([[0, 1], [0, 1]])
+    looped = Data(x=photo.data.x, y=photo.data.y, edge_index=torch.cat([photo.data.edge_index, loops], dim=1))
+    for name, model, data in (("subclass", sage, photo.data), ("improved", improved, photo.data),
+                              ("loops", GCN(745, HIDDEN, 2, 8).eval(), looped)):
+        run = ls.embed(model, data, name, tmp_path, split=dict(photo.split), metrics="none", progress=False)
+        assert run.record["embedding"]["path"] == "hooks", (name, run.record["embedding"])
+        with torch.no_grad():
+            expected = model(data.x, data.edge_index).numpy()
+        assert np.allclose(run.layer("logits"), expected, atol=1e-4), name
+
+
+def test_graphconv_max_trains_and_embeds_as_max(tmp_path):
+    from layerscope.engine.data import load_dataset
+    from layerscope.engine.layerwise import last_layer
+    from layerscope.engine.models import ModelConfig, build_model
+
+    demo = load_dataset("demo")
+    model = build_model(ModelConfig("graphconv", demo.data.num_features, 16, demo.num_classes, 2, 0.0, aggr="max"))
+    with torch.no_grad():
+        on_csr = model.eval()(demo.data.x, demo.adj_t)
+        on_edges = model(demo.data.x, demo.data.edge_index)
+    assert np.allclose(on_csr, on_edges, atol=1e-5)          # training's sparse forward is max, not sum
+    assert np.allclose(last_layer(model, demo.data.x, demo.adj_t), on_edges, atol=1e-5)
+
+
+def test_bad_labels_and_splits_are_one_line_errors(photo, tmp_path):
+    from torch_geometric.data import Data
+
+    y = photo.data.y.clone()
+    y[3] = -1
+    with pytest.raises(ls.UserError, match="label -1 is not a class"):
+        ls.embed(GCN(745, 8, 2, 8), Data(x=photo.data.x, edge_index=photo.data.edge_index, y=y), "bad", tmp_path,
+                 split=dict(photo.split), progress=False)
+    with pytest.raises(ls.UserError, match="no validation or test nodes"):
+        ls.embed(GCN(745, 8, 2, 8), photo.data, "bad", tmp_path, split={"train": photo.split["train"]},
+                 progress=False)
+    with pytest.raises(ls.UserError, match="unknown part.*validation"):
+        ls.embed(GCN(745, 8, 2, 8), photo.data, "bad", tmp_path, split={"train": [0], "validation": [1]},
+                 progress=False)
+    with pytest.raises(ls.UserError, match="class names must differ"):
+        ls.embed(GCN(745, 8, 2, 8), photo.data, "bad", tmp_path, split=dict(photo.split),
+                 class_names=["a"] * 8, progress=False)
+    assert not any(tmp_path.iterdir())

@@ -12,7 +12,7 @@ run = state.open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
 layer_names = [entry["name"] for entry in run.layers]
 if not layer_names:
-    st.warning(f"{run.path} has no layer embeddings; write them with: python -m engine embed --run {run.path}")
+    st.warning(f"{run.path} has no layer embeddings; write them with: layerscope embed --run {run.path}")
     st.stop()
 # The map's layer buttons switch layer in the browser, then report it: take it
 # as the page's layer once (another page may set a layer later).

@@ -70,7 +70,8 @@ counts = confusion(state.node_table(run), run.record["dataset"]["class_names"])
 if not counts.empty and counts.to_numpy().sum():
     st.subheader("Confusion by category")
     metrics = run.record.get("metrics", {})
-    probe = " (linear probe on the last layer)" if metrics.get("eval") == "linear-probe" else ""
+    predicted_by = (run.record.get("nodes") or {}).get("predicted_by", "model")
+    probe = f" ({predicted_by})" if metrics.get("eval") == "linear-probe" or predicted_by != "model" else ""
     st.caption(f"test accuracy{probe} {metrics.get('test_acc', float('nan')):.3f} · "
                f"macro F1 {metrics.get('test_macro_f1', float('nan')):.3f} on {counts.to_numpy().sum():,} test nodes")
     st.plotly_chart(confusion_heatmap(counts), key="confusion")

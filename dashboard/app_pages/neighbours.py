@@ -53,7 +53,8 @@ node, k = int(st.session_state.neighbour_node), int(st.session_state.neighbour_k
 anchor = nodes.iloc[node]
 st.markdown(f"**Node {node}** · {anchor['category']}" +
             (f" · predicted {anchor['prediction']} ({anchor['confidence']:.0%})" if "prediction" in nodes
-             and pd.notna(anchor["prediction"]) else "") + f" · {int(anchor['degree'])} graph neighbours")
+             and pd.notna(anchor["prediction"]) else "") +
+            (f" · {int(anchor['degree'])} graph neighbours" if pd.notna(anchor["degree"]) else ""))
 
 similar, similarity = nearest_in_layer(run.layer(st.session_state.layer), node, k)
 try:

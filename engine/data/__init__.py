@@ -69,6 +69,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str | 
             index or mask arrays, or a ``.pt`` of OGB's ``split_idx``), over
             the full graph's nodes; replaces ``split``.
     """
+    if split is not None and split_file is not None:
+        raise UserError("give --split or --split-file, not both")
     if split is not None:
         parse_split(split)  # fail on a bad spec before reading any file
     if scale != 1.0 and name not in SCALABLE:

@@ -87,10 +87,17 @@ def split_from_arrays(arrays, num_nodes: int, where: str = "the split") -> dict[
     ``test_mask``, or ``train`` / ``val`` / ``test``. A part may be missing
     (empty); the parts must not overlap.
     """
+    known = {k for names in SPLIT_KEYS.values() for k in names}
+    unknown = [str(k) for k in arrays if k not in known]
+    if unknown:
+        raise UserError(f"{where}: unknown part(s) {', '.join(unknown)}; name them train / val (or valid) / test, "
+                        "as index arrays or (N,) masks")
     split = {}
     for part, names in SPLIT_KEYS.items():
         key = next((k for k in names if k in arrays), None)
         values = torch.as_tensor(arrays[key]) if key is not None else torch.empty(0, dtype=torch.long)
+        if values.dtype == torch.uint8:     # torch's older masks
+            values = values.bool()
         if values.dtype == torch.bool:
             if values.shape != (num_nodes,):
                 raise UserError(f"{where}: {key} is a {tuple(values.shape)} mask; expected ({num_nodes:,},), "
@@ -107,6 +114,8 @@ def split_from_arrays(arrays, num_nodes: int, where: str = "the split") -> dict[
     if not split["train"].numel():
         raise UserError(f"{where} has no training nodes (keys: {', '.join(map(str, arrays))}); give "
                         "train / val / test index arrays or masks")
+    if not split["val"].numel() and not split["test"].numel():
+        raise UserError(f"{where} has no validation or test nodes: the layers are scored on them")
     total = sum(v.numel() for v in split.values())
     if torch.unique(torch.cat(list(split.values()))).numel() != total:
         raise UserError(f"{where}: train, val and test overlap; each node belongs to one part at most")
