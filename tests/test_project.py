@@ -76,6 +76,22 @@ def test_any_change_of_parameter_misses_the_cache(fresh_run, change):
     assert project_layers(fresh_run, ["input"], FAST)[0].info["cached"]       # the first is still there
 
 
+def test_the_cache_is_keyed_on_the_sampled_nodes_and_indexed_by_layer(fresh_run):
+    """sample=None and sample=7,650 pick the same nodes of Photo: one layout,
+    found by other tools through projections/index.json without hashing."""
+    import json
+
+    cfg = ProjectionConfig(method="pca")
+    first, second = project_layers(fresh_run, ["input", "hidden1"], cfg)
+    again, = project_layers(fresh_run, ["input"], dataclasses.replace(cfg, sample=7650))
+    assert again.info["cached"] and again.info["key"] == first.info["key"]
+    index = json.loads((fresh_run.path / PROJECTIONS_DIR / "index.json").read_text())
+    assert index["by_layer"]["input"] == [first.info["key"]]
+    entry = index["layouts"][second.info["key"]]
+    assert entry["kind"] == "aligned" and entry["aligned_to"] == first.info["key"] and entry["layer"] == "hidden1"
+    assert (fresh_run.path / entry["file"]).is_file() and entry["num_nodes"] == 7650
+
+
 def test_a_changed_layer_file_or_alignment_reference_misses_the_cache(fresh_run):
     cfg = FAST
     input_, hidden = project_layers(fresh_run, ["input", "hidden1"], cfg)
