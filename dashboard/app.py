@@ -39,7 +39,10 @@ st.sidebar.title("layerscope")
 st.sidebar.selectbox("Run", names, key="run")
 run = state.open_run(st.session_state.run)
 data, model = run.record["dataset"], run.record["model"]
-objective = ", ".join(filter(None, [model.get("objective") or "imported", model.get("contrastive")]))
+# Runs of models trained elsewhere have no objective of ours: say where they came from.
+origin = {"python": "from Python", "checkpoint": "from a state dict"}.get((run.record.get("source") or {}).get("kind"),
+                                                                          "imported")
+objective = ", ".join(filter(None, [model.get("objective") or origin, model.get("contrastive")]))
 st.sidebar.caption(f"{data['name']} · {data['num_nodes']:,} nodes · {data['num_classes']} categories  \n"
                    f"{model['model']} ({objective}) · {len(run.layers)} layers")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
 from layerscope.engine.record import (DTYPES, RunRecord, RunWriter, layer_file_name, new_run_folder,
                                       probe_probabilities, softmax, split_accuracy)
 from layerscope.engine.runs import MODEL_FILE, PENDING_FILE, RUN_FILE, atomic_write_json, read_record
+
 
 def _trained_record(run_dir: Path) -> dict:
     """The record of a trained run: ``run.json``, or ``run.pending.json``

@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from layerscope.engine.data import GraphBundle
-from layerscope.engine.data.bundle import adjacency
 from layerscope.engine.data.splits import read_split_file, split_from_arrays
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, fast_path_refusal, layerwise
