@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from layerscope.engine.errors import UserError
+from layerscope.engine.validate import check_nodes, check_record, load_record, run_file
 
 SCHEMA_VERSION = 2     # 2: graph/ and source (engine.record.RunRecord); 1 is still read
 RUN_FILE = "run.json"
@@ -154,19 +155,19 @@ class Run:
 
 def read_record(path: Path) -> dict:
     """A ``run.json`` (or ``run.pending.json``) of a schema this engine reads."""
-    try:
-        record = json.loads(path.read_text())
-        version = int(record["schema_version"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path} is malformed ({type(e).__name__}: {e})") from None
-    if version > SCHEMA_VERSION:
+    record = load_record(path)
+    version = record.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {version}; this engine reads up to "
                         f"{SCHEMA_VERSION}: upgrade layerscope")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{path} is malformed (schema_version {str(version)[:20]!r})")
     return record
 
 
 def read_run(path: Path) -> Run:
-    """Open a complete run folder, checking every file ``run.json`` names.
+    """Open a complete run folder, checking run.json against the fields
+    readers use and every file it names (``engine.validate``).
 
     Raises ``UserError`` naming the file that is missing or malformed.
     """
@@ -181,28 +182,27 @@ def read_run(path: Path) -> Run:
                             f"continue it with: layerscope train --resume --name {path.name} --out {path.parent}")
         raise UserError(f"{path}: not a run folder ({RUN_FILE} missing)")
     record = read_record(record_path)
-    num_nodes = record.get("dataset", {}).get("num_nodes")
+    check_record(record, record_path, SCHEMA_VERSION)
+    num_nodes = record["dataset"]["num_nodes"]
     for entry in record.get("layers", []):
-        file = path / entry["file"]
-        if not file.exists():
-            raise UserError(f"{path}: layer file {entry['file']} is missing")
+        file = run_file(path, entry.get("file"), "layer file", LAYERS_DIR)
         try:
             shape, dtype = npy_shape(file)
-        except ValueError as e:
+        except (OSError, ValueError) as e:
             raise UserError(f"{path}: layer file {entry['file']} is malformed ({e})") from None
         if shape != (num_nodes, entry["dim"]) or dtype != np.dtype(entry["dtype"]):
             raise UserError(f"{path}: layer file {entry['file']} holds {dtype} {shape}, "
                             f"run.json says {entry['dtype']} ({num_nodes}, {entry['dim']})")
-    if record.get("layers") and not (path / NODES_FILE).exists():
-        raise UserError(f"{path}: {NODES_FILE} is missing")
+    if record.get("layers"):
+        check_nodes(run_file(path, NODES_FILE, "node table"), num_nodes, path)
     graph = record.get("graph")
     if graph:
-        for key, length in (("indptr", num_nodes + 1), ("indices", graph.get("num_edges"))):
-            file = path / graph[key]
+        for key, length in (("indptr", num_nodes + 1), ("indices", graph["num_edges"])):
+            file = run_file(path, graph.get(key), "graph file", GRAPH_DIR)
             try:
                 shape, dtype = npy_shape(file)
             except (OSError, ValueError) as e:
-                raise UserError(f"{path}: graph file {graph[key]} is missing or malformed ({e})") from None
+                raise UserError(f"{path}: graph file {graph[key]} is malformed ({e})") from None
             if shape != (length,) or dtype.kind not in "iu":
                 raise UserError(f"{path}: graph file {graph[key]} holds {dtype} {shape}; expected ({length},) integers")
     return Run(path, record)
@@ -218,4 +218,6 @@ def scan_runs(out: Path) -> tuple[list[Run], list[str]]:
             runs.append(read_run(folder))
         except UserError as e:
             warnings.append(str(e))
+        except Exception as e:      # untrusted input: one odd folder must not hide the others
+            warnings.append(f"{folder}: cannot be read ({type(e).__name__}: {str(e)[:120]})".replace("\n", " "))
     return runs, warnings

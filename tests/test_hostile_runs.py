@@ -1,0 +1,121 @@
+"""A run folder is untrusted input: each hostile run.json, node table or
+layer file makes that one run broken, named in one warning line, while the
+good run beside it keeps working in ``engine list`` and on every page."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from layerscope.engine.errors import UserError
+from layerscope.engine.project import ProjectionConfig, project_layers
+from layerscope.engine.runs import read_run
+from layerscope.engine.train import TrainConfig, train_run
+from tests.conftest import ROOT, run_engine
+
+
+def _edit(key_path: list, value):
+    """A change of one field of run.json."""
+    def apply(run: Path) -> None:
+        record = json.loads((run / "run.json").read_text())
+        target = record
+        for key in key_path[:-1]:
+            target = target[key]
+        target[key_path[-1]] = value
+        (run / "run.json").write_text(json.dumps(record))
+    return apply
+
+
+def _write(name: str, text: str):
+    def apply(run: Path) -> None:
+        (run / name).write_text(text)
+    return apply
+
+
+def _layer_becomes(kind: str):
+    def apply(run: Path) -> None:
+        file = run / "layers" / "hidden1.npy"
+        file.unlink()
+        if kind == "fifo":
+            os.mkfifo(file)
+        else:
+            file.mkdir()
+    return apply
+
+
+def _outside_file(run: Path) -> None:
+    (run.parent.parent / "outside").mkdir(exist_ok=True)
+    shutil.copy(run / "layers" / "hidden1.npy", run.parent.parent / "outside" / "secret.npy")
+    _edit(["layers", 1, "file"], "layers/../../../outside/secret.npy")(run)
+
+
+HOSTILE = {
+    # folder: (what is done to a copy of the good run, a fragment of its warning)
+    "layer-file-number": (_edit(["layers", 1, "file"], 5), "layer file is int, not a file name"),
+    "schema-1e999": (_write("run.json", '{"schema_version": 1e999}'), "schema_version"),
+    "deep-nesting": (_write("run.json", '{"schema_version": 2, "x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                     "malformed (RecursionError"),
+    "only-a-version": (_write("run.json", '{"schema_version": 1}'), "dataset is NoneType, not an object"),
+    "a-json-list": (_write("run.json", "[1, 2]"), "holds a JSON list, not an object"),
+    "huge-node-count": (_edit(["dataset", "num_nodes"], 10**30), "dataset.num_nodes"),
+    "dataset-is-text": (_edit(["dataset"], "amazon"), "dataset is str, not an object"),
+    "class-names-number": (_edit(["dataset", "class_names"], 5), "class_names is not a list"),
+    "absolute-path": (_edit(["layers", 1, "file"], "/etc/passwd"), "is not a file name inside the run"),
+    "dotdot-path": (_outside_file, "is not a file name inside the run"),
+    "layer-is-a-folder": (_layer_becomes("folder"), "layers/hidden1.npy is not a regular file"),
+    "layer-is-a-fifo": (_layer_becomes("fifo"), "layers/hidden1.npy is not a regular file"),
+    "garbage-parquet": (_write("nodes.parquet", "not parquet at all"), "nodes.parquet is not a readable Parquet"),
+    "wrong-dtype": (_edit(["layers", 1, "dtype"], "object"), "dtype 'object' is not one of"),
+    "graph-escapes": (_edit(["graph", "indptr"], "../graph/indptr.npy"), "is not a file name inside the run"),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile") / "runs"
+    train_run(TrainConfig(dataset="demo", model="sage", epochs=20, hidden_channels=16), root, "good", progress=False,
+              metrics="fast")
+    good = read_run(root / "good")
+    project_layers(good, good.layer_names, ProjectionConfig(n_epochs=30))
+    for name, (apply, _) in HOSTILE.items():
+        shutil.copytree(root / "good", root / name)
+        apply(root / name)
+    return root
+
+
+def test_engine_list_names_each_hostile_run_once_and_lists_the_good_one(runs):
+    listed = run_engine("list", "--out", runs, timeout=120)       # a FIFO read would hang here
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("\n") == 1 and listed.stdout.startswith("good  demo  sage")
+    warnings = listed.stderr.splitlines()
+    assert len(warnings) == len(HOSTILE), listed.stderr
+    for name, (_, fragment) in HOSTILE.items():
+        line = next(w for w in warnings if f"/{name}" in w)
+        assert line.startswith("warning: ") and fragment in line, (name, line)
+    print(f"{len(HOSTILE)} hostile runs, each one warning line; the good run listed")
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_opening_a_hostile_run_is_a_user_error(runs, name):
+    with pytest.raises(UserError, match=__import__("re").escape(HOSTILE[name][1])):
+        read_run(runs / name)
+
+
+@pytest.mark.parametrize("page", ["explore", "compare", "metrics", "neighbours", "export"])
+def test_every_page_opens_on_the_good_run_beside_the_hostile_ones(runs, monkeypatch, page):
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(runs))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.session_state["projection"] = ProjectionConfig(n_epochs=30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page != "explore":
+        at.switch_page(f"app_pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="run").options == ["good"]
+    assert len(at.sidebar.warning) == len(HOSTILE)
