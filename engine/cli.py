@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"nodes per block of the layer-wise pass (bounds its memory; default "
                             f"{DEFAULT_BLOCK_ROWS:,}, and on the hook path the whole graph at once when it fits)")
     embed.add_argument("--data-root", default=None, metavar="DIR",
-                       help="dataset folder (default: the run's, else $LAYERSCOPE_DATA, else ./data)")
+                       help="dataset folder (default: $LAYERSCOPE_DATA, else ./data; never a folder a run names)")
     embed.add_argument("--dataset", default=None, metavar="NAME",
                        help="with --checkpoint: the graph to embed (default: the one it was trained on)")
     embed.add_argument("--split", default=None, help="with --checkpoint: the split (default: its own)")

@@ -49,13 +49,20 @@ def _mark_incomplete(run_dir: Path) -> None:
 
 
 def run_bundle(record: dict, data_root: str | None) -> GraphBundle:
-    """The graph a run was trained on, checked against its fingerprint."""
+    """The graph a run was trained on, checked against its fingerprint.
+
+    Read from ``data_root`` (the user's ``--data-root``, else
+    ``$LAYERSCOPE_DATA``, else ``./data``), never from the data root the run
+    recorded: a run folder is untrusted, and dataset readers unpickle files
+    (Planetoid's raw files are pickles), so a path found in run.json must not
+    choose what they read."""
     cfg = record["config"]
-    bundle = load_dataset(cfg["dataset"], data_root or cfg["data_root"], cfg["split"], cfg["seed"],
+    bundle = load_dataset(cfg["dataset"], data_root, cfg["split"], cfg["seed"],
                           cfg.get("largest_component", False), cfg.get("scale", 1.0), cfg.get("split_file"))
     if bundle.fingerprint != record["dataset"]["fingerprint"]:
         raise UserError(f"{cfg['dataset']} under this data root is not the graph the run was trained on "
-                        f"(fingerprint {bundle.fingerprint}, the run has {record['dataset']['fingerprint']})")
+                        f"(fingerprint {bundle.fingerprint}, the run has {record['dataset']['fingerprint']}); "
+                        "point --data-root or $LAYERSCOPE_DATA at its files")
     return bundle
 
 
@@ -130,8 +137,9 @@ def embed_checkpoint(checkpoint: Path, out: Path, name: str, overrides: dict, dt
     given = {k: v for k, v in overrides.items() if v is not None}
     if "split" in given or "split_file" in given:      # a split given replaces the saved one, file or spec
         given = {"split": None, "split_file": None, **given}
-    config = {"dataset": None, "split": None, "seed": 0, "largest_component": False, "scale": 1.0, "data_root": None,
-              "normalize_features": False, "split_file": None, **(read_train_config(checkpoint) or {}), **given}
+    config = {"dataset": None, "split": None, "seed": 0, "largest_component": False, "scale": 1.0,
+              "normalize_features": False, "split_file": None, **(read_train_config(checkpoint) or {}), **given,
+              "data_root": overrides.get("data_root")}      # the user's, never one saved in the file (run_bundle)
     if config["dataset"] is None:
         raise UserError(f"{checkpoint} does not say which dataset it was trained on; give --dataset")
     bundle = load_dataset(config["dataset"], config["data_root"], config["split"], config["seed"],

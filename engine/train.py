@@ -333,9 +333,10 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
                             f"layerscope embed --run {run_dir}")
         if not (run_dir / RESUME_FILE).exists():
             raise UserError(f"{run_dir} has no {RESUME_FILE} to resume from; start it again without --resume")
-        # The interrupted run's own settings; only the device may change.
+        # The interrupted run's own settings; only the device may change, and the
+        # data root is the user's, never one read from the run folder (run_bundle).
         saved = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=True)["config"]
-        cfg = TrainConfig(**{**saved, "device": cfg.device})
+        cfg = TrainConfig(**{**saved, "device": cfg.device, "data_root": cfg.data_root})
     elif run_dir.exists():
         hint = "pick another --name" if (run_dir / RUN_FILE).exists() else "add --resume to continue it"
         raise UserError(f"run folder {run_dir} already exists; {hint}")

@@ -84,9 +84,9 @@ def test_the_dumped_last_layer_is_the_full_graph_forward_on_amazon_photo(photo_6
         assert (nodes["correct"] == (nodes["prediction"] == nodes["category"])).all()
 
 
-def test_deeper_layers_separate_categories_better_on_amazon_photo(photo_sage, tmp_path):
+def test_deeper_layers_separate_categories_better_on_amazon_photo(photo_sage, shared_data, tmp_path):
     run_dir = shutil.copytree(photo_sage, tmp_path / "sage")
-    done = run_engine("embed", "--run", run_dir, "--quiet")
+    done = run_engine("embed", "--run", run_dir, "--data-root", shared_data, "--quiet")
     assert done.returncode == 0, done.stderr
     layers = json.loads((run_dir / "run.json").read_text())["layers"]
     hidden = [e for e in layers if e["name"].startswith("hidden")]
@@ -102,9 +102,9 @@ def test_deeper_layers_separate_categories_better_on_amazon_photo(photo_sage, tm
     assert f"{hidden[-1]['metrics']['knn_acc']:.4f}" in shown.stdout and "linear CKA" in shown.stdout
 
 
-def test_a_killed_embed_leaves_no_complete_run_and_rerunning_finishes_it(photo_sage, tmp_path):
+def test_a_killed_embed_leaves_no_complete_run_and_rerunning_finishes_it(photo_sage, shared_data, tmp_path):
     run_dir = shutil.copytree(photo_sage, tmp_path / "out" / "sage")
-    command = [sys.executable, "-m", "engine", "embed", "--run", str(run_dir), "--quiet"]
+    command = [sys.executable, "-m", "engine", "embed", "--run", str(run_dir), "--data-root", str(shared_data), "--quiet"]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (run_dir / "layers" / "input.npy").exists():       # the dump is under way
@@ -118,7 +118,7 @@ def test_a_killed_embed_leaves_no_complete_run_and_rerunning_finishes_it(photo_s
     assert listed.returncode == 0 and "sage" not in listed.stdout
     assert "embeddings not written" in listed.stderr and "layerscope embed --run" in listed.stderr
 
-    assert run_engine("embed", "--run", run_dir, "--quiet").returncode == 0
+    assert run_engine("embed", "--run", run_dir, "--data-root", shared_data, "--quiet").returncode == 0
     listed = run_engine("list", "--out", tmp_path / "out")
     assert listed.stdout.startswith("sage  amazon-photo  sage  supervised  test_acc") and not listed.stderr
     assert "4 layers" in listed.stdout and not list(run_dir.glob("**/*.tmp"))

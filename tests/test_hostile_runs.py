@@ -119,3 +119,48 @@ def test_every_page_opens_on_the_good_run_beside_the_hostile_ones(runs, monkeypa
     assert not at.exception, [e.value for e in at.exception]
     assert at.sidebar.selectbox(key="run").options == ["good"]
     assert len(at.sidebar.warning) == len(HOSTILE)
+
+
+class _Planted:
+    """Creates the marker file when unpickled: what a hostile Planetoid raw file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_run_pointing_at_planted_pickles_never_executes_them(runs, tmp_path, monkeypatch):
+    """A run whose run.json names a data root holding pickled Planetoid files
+    that create a marker if unpickled: every page, engine list, embed --run and
+    project --run leave the marker uncreated."""
+    import pickle
+
+    marker = tmp_path / "executed"
+    planted = tmp_path / "planted" / "Cora" / "raw"
+    planted.mkdir(parents=True)
+    for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index"):
+        (planted / f"ind.cora.{part}").write_bytes(pickle.dumps(_Planted(marker)))
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "good", root / "cora-run")
+    record = json.loads((root / "cora-run" / "run.json").read_text())
+    record["config"].update(dataset="cora", data_root=str(tmp_path / "planted"))
+    record["dataset"]["name"] = "cora"
+    (root / "cora-run" / "run.json").write_text(json.dumps(record))
+
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(root))
+    monkeypatch.delenv("LAYERSCOPE_DATA", raising=False)
+    for page in ("explore", "compare", "metrics", "neighbours", "export"):
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+        at.session_state["projection"] = ProjectionConfig(n_epochs=30)
+        at.run()
+        if page != "explore":
+            at.switch_page(f"app_pages/{page}.py")
+            at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    assert run_engine("list", "--out", root).returncode == 0
+    embedded = run_engine("embed", "--run", root / "cora-run", cwd=tmp_path)     # reads ./data, not the planted root
+    assert embedded.returncode == 2 and "ind.cora" in embedded.stderr, embedded.stderr
+    assert run_engine("project", "--run", root / "cora-run", "--method", "pca").returncode == 0
+    assert not marker.exists()
