@@ -432,6 +432,8 @@ def _size(num_bytes: int) -> str:
 def _list(args: argparse.Namespace) -> int:
     from layerscope.engine.runs import scan_runs
 
+    if not Path(args.out).is_dir():
+        raise UserError(f"{args.out} is not a folder of runs")
     runs, warnings = scan_runs(Path(args.out))
     for run in runs:
         r = run.record

@@ -222,6 +222,11 @@ def import_embeddings(files: list[Path], out: Path, name: str, labels_file: Path
         if array.ndim != 2 or array.shape[0] != labels.size:
             raise UserError(f"{file} holds {array.shape} embeddings; expected one row per node "
                             f"({labels.size:,} rows, 2-D)")
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise UserError(f"{file} holds {array.dtype} values; embeddings are real numbers")
+        bad = _first_non_finite_row(array)
+        if bad is not None:
+            raise UserError(f"{file}: row {bad:,} holds NaN or infinite values; embeddings must be finite numbers")
         arrays.append(array)
     logits = None
     if logits_file is not None:
@@ -278,6 +283,17 @@ def _edges_csr(path: Path, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
                         f"of the {num_nodes:,} rows of the embeddings")
     adj_t = adjacency(to_undirected(torch.from_numpy(edges.astype(np.int64)), num_nodes=num_nodes), num_nodes)
     return adj_t.crow_indices().numpy(), adj_t.col_indices().numpy()
+
+
+def _first_non_finite_row(array: np.ndarray, block: int = 65_536) -> int | None:
+    """The first row of a (memory-mapped) 2-D array holding NaN or inf, read a block at a time."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    for start in range(0, array.shape[0], block):
+        finite = np.isfinite(array[start:start + block]).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
 
 
 def _load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:

@@ -93,6 +93,8 @@ class ProjectionConfig:
             raise UserError(f"--min-dist must be between 0 and 1, got {self.min_dist}")
         if self.n_epochs is not None and self.n_epochs < 1:
             raise UserError(f"--n-epochs must be at least 1, got {self.n_epochs}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.pca_dims < 2:
             raise UserError(f"--pca-dims must be at least 2, got {self.pca_dims}")
         if self.align == "aligned-umap" and (self.method != "umap" or self.all_nodes):

@@ -91,6 +91,13 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def check_out(out: Path) -> Path:
+    """``--out``: a folder of runs, or a path where one can be made."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file, not a folder of runs")
+    return Path(out)
+
+
 @contextmanager
 def new_run_folder(out: Path, name: str) -> Iterator[Path]:
     """A hidden folder beside ``out/name`` to build a new run in; renamed to
@@ -98,10 +105,9 @@ def new_run_folder(out: Path, name: str) -> Iterator[Path]:
     out = Path(out)
     check_run_name(name)
     final = out / name
+    check_out(out)
     if final.exists():
         raise UserError(f"run folder {final} already exists; pick another --name")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder of runs")
     for stale in out.glob(f".{name}.*.partial") if out.is_dir() else []:
         if not _alive(stale.name.rsplit(".", 2)[-2]):     # left by a process that was killed
             shutil.rmtree(stale, ignore_errors=True)

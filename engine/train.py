@@ -8,6 +8,7 @@ which becomes ``run.json`` once ``engine.embed`` has written the layers.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -25,7 +26,7 @@ from layerscope.engine.errors import UserError
 from layerscope.engine.label_free import CONTRASTIVE
 from layerscope.engine.models import MODELS, ModelConfig, build_model, save_model
 from layerscope.engine.objectives import make_objective, native_bf16
-from layerscope.engine.record import RunRecord, check_run_name
+from layerscope.engine.record import RunRecord, check_out, check_run_name
 from layerscope.engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE,
                          atomic_torch_save, atomic_write_csv, atomic_write_json)
 from layerscope.engine.sampler import resolve_sampler
@@ -97,13 +98,21 @@ class TrainConfig:
         for name in ("walk_length", "negatives", "projection_channels"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.tau <= 0 or self.margin <= 0:
-            raise UserError(f"--tau and --margin must be positive, got {self.tau} and {self.margin}")
+        for name in ("tau", "margin"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise UserError(f"--{name} must be a positive number, got {getattr(self, name)}")
         if self.dropout is None:
             self.dropout = 0.5 if self.objective == "supervised" else 0.0
-        for name in ("epochs", "hidden_channels", "num_layers", "out_channels", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name, flag in (("epochs", "epochs"), ("hidden_channels", "hidden"), ("num_layers", "layers"),
+                           ("out_channels", "out-channels"), ("batch_size", "batch-size"), ("patience", "patience")):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{flag} must be at least 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise UserError(f"--weight-decay must be 0 or a positive number, got {self.weight_decay}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed must be in [0, 2**32), got {self.seed}")
         for name in ("dropout", "input_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
@@ -324,7 +333,7 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
-    run_dir = out / check_run_name(name)
+    run_dir = check_out(out) / check_run_name(name)
     if resume:
         if (run_dir / RUN_FILE).exists():
             raise UserError(f"{run_dir} is complete; there is nothing to resume")

@@ -258,7 +258,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, Tensor], dict | None]:
         raise UserError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):      # not a pickled object: not a checkpoint at all
+            raise UserError(f"{path} is not a PyTorch checkpoint (torch.load cannot read it)") from None
         raise UserError(f"{path} holds a pickled Python object (torch.save(model)?), which layerscope never "
                         "unpickles; save the weights with torch.save(model.state_dict(), FILE)") from None
     except Exception as e:

@@ -64,6 +64,37 @@ def test_cora_uses_the_planetoid_public_split(shared_data):
     assert cora.class_names[2] == "Neural_Networks"
 
 
+def test_the_allow_list_reader_builds_what_pyg_builds(shared_data, tmp_path):
+    """Planetoid's pickles read with the allow-list give PyG's graph exactly:
+    real Cora, and a CiteSeer-shaped set with isolated test nodes (the case
+    PyG pads with zero rows)."""
+    import pickle
+    from collections import defaultdict
+
+    import numpy as np
+    import scipy.sparse
+    from torch_geometric.io import read_planetoid_data
+
+    from layerscope.engine.data.planetoid import read_planetoid
+
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    n_train, n_all, test = 6, 520, np.array([522, 520, 525, 524])    # 521 and 523: isolated test slots
+    onehot = lambda n: np.eye(3)[rng.integers(0, 3, n)]              # noqa: E731
+    parts = {"x": scipy.sparse.csr_matrix(rng.random((n_train, 5))), "y": onehot(n_train),
+             "allx": scipy.sparse.csr_matrix(rng.random((n_all, 5))), "ally": onehot(n_all),
+             "tx": scipy.sparse.csr_matrix(rng.random((test.size, 5))), "ty": onehot(test.size),
+             "graph": defaultdict(list, {i: [(i + 1) % 526, (i + 5) % 526] for i in range(526)})}
+    for part, value in parts.items():
+        (raw / f"ind.citeseer.{part}").write_bytes(pickle.dumps(value, protocol=2))
+    (raw / "ind.citeseer.test.index").write_text("".join(f"{i}\n" for i in test))
+    for folder, name in ((shared_data / "planetoid" / "Cora" / "raw", "cora"), (raw, "citeseer")):
+        ours, theirs = read_planetoid(folder, name), read_planetoid_data(str(folder), name)
+        for key in ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask"):
+            assert torch.equal(ours[key], theirs[key]), (name, key)
+
+
 def test_ogbn_products_class_names_are_cleaned(shared_data):
     names = ogb_class_names(shared_data / "ogbn_products")
     assert len(names) == 47 and names[0] == "Home & Kitchen"

@@ -91,7 +91,8 @@ def load_planetoid(root: Path, name: str) -> tuple[Data, list[str], Split]:
     ``<root>/planetoid/<Name>/raw/``.
     """
     from torch_geometric.datasets import Planetoid
-    from torch_geometric.io import read_planetoid_data
+
+    from layerscope.engine.data.planetoid import read_planetoid
 
     title = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}[name]
     files = [f"ind.{name}.{part}" for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
@@ -107,7 +108,9 @@ def load_planetoid(root: Path, name: str) -> tuple[Data, list[str], Split]:
             raise _missing([raw / f for f in files if not (raw / f).exists()], raw,
                            f"download failed: {e}") from None
     try:
-        data = read_planetoid_data(str(raw), name)
+        data = read_planetoid(raw, name)
+    except UserError:
+        raise
     except Exception as e:
         raise UserError(f"the Planetoid files in {raw} are unreadable ({type(e).__name__}: {e})") from None
     split = {key: data[f"{key}_mask"].nonzero().view(-1) for key in ("train", "val", "test")}
@@ -260,6 +263,9 @@ def load_table_graph(folder: Path, fmt: str) -> tuple[Data, list[str], Split | N
         y = labels.to_numpy(np.int64)
         if y.min() < 0:
             raise UserError(f"{where}: labels must be 0 or more, found {y.min()}")
+        if y.max() >= num_nodes:
+            raise UserError(f"{where}: label {y.max()} on {num_nodes:,} nodes; labels are class indices 0..C-1 "
+                            "with C at most the node count")
         classes = _read_table(folder, "classes", fmt, required=False)
         names = {int(r.label): str(r.name) for r in classes.itertuples()} if classes is not None else {}
         class_names = [names.get(i, f"class {i}") for i in range(int(y.max()) + 1)]

@@ -211,7 +211,7 @@ def dataset_folder(root: Path, scale: float = 1.0, progress: bool = True) -> Pat
     """The cache folder of ``synthetic-products`` at ``scale``, generated first
     when it is not there yet."""
     if not 0.0 < scale <= 1.0:
-        raise UserError(f"synthetic-products scale must be in (0, 1], got {scale}")
+        raise UserError(f"--scale must be in (0, 1] (a fraction of synthetic-products), got {scale}")
     source = "ogbn" if _real_labels_present(root) else "zipf"
     folder = cache_root() / "synthetic-products" / f"v{GENERATOR_VERSION}-scale{scale:g}-{source}"
     if not (folder / "meta.json").exists():
