@@ -14,7 +14,6 @@ Models trained elsewhere (a live PyG model, a bare state dict) go through
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -26,9 +25,10 @@ from layerscope.engine.data import GraphBundle, load_dataset
 from layerscope.engine.data.splits import DEFAULT_SPLIT, read_split_file, stratified_split
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
-from layerscope.engine.record import (DTYPES, RunRecord, RunWriter, layer_file_name, new_run_folder,
-                                      probe_probabilities, softmax, split_accuracy)
+from layerscope.engine.record import (DTYPES, RunRecord, RunWriter, layer_file_name, probe_probabilities, softmax,
+                                      split_accuracy)
 from layerscope.engine.runs import MODEL_FILE, PENDING_FILE, RUN_FILE, atomic_write_json, read_record
+from layerscope.engine.staging import new_run_folder, rebuilt_run_folder, sweep
 
 
 def _trained_record(run_dir: Path) -> dict:
@@ -39,13 +39,6 @@ def _trained_record(run_dir: Path) -> dict:
             return read_record(run_dir / name)
     raise UserError(f"{run_dir} is not a trained run ({RUN_FILE} and {PENDING_FILE} missing); "
                     "train it first with layerscope train")
-
-
-def _mark_incomplete(run_dir: Path) -> None:
-    """Moves a complete run's ``run.json`` to ``run.pending.json``: from here
-    until the new ``run.json`` lands, no reader takes the run for complete."""
-    if (run_dir / RUN_FILE).exists():
-        os.replace(run_dir / RUN_FILE, run_dir / PENDING_FILE)
 
 
 def run_bundle(record: dict, data_root: str | None) -> GraphBundle:
@@ -85,7 +78,7 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     ``metrics`` is ``RunWriter``'s (full, fast or none).
     """
     from layerscope.engine.models import load_model
-    from layerscope.engine.train import device_name, gpu_peak_bytes, resolve_device
+    from layerscope.engine.train import resolve_device
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
@@ -99,7 +92,17 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
         raise UserError(f"{run_dir / MODEL_FILE} expects {model_config.in_channels} input features; "
                         f"{bundle.name} has {x.size(1)}")
 
-    _mark_incomplete(run_dir)       # only now: a mistake above leaves a complete run as it was
+    if (run_dir / RUN_FILE).exists():     # complete: write it again beside it, then swap (the old one stays whole)
+        with rebuilt_run_folder(run_dir) as staging:
+            return _embed_into(staging, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
+    sweep(run_dir)      # a trained run whose embedding was cut short: continue in place
+    return _embed_into(run_dir, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
+
+
+def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: torch.Tensor, bundle: GraphBundle,
+                torch_device: torch.device, dtype: str, block_rows: int, progress: bool, metrics: str) -> dict:
+    from layerscope.engine.train import device_name, gpu_peak_bytes
+
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     labels, split = bundle.data.y.numpy(), bundle_split(bundle)

@@ -43,6 +43,7 @@ import pandas as pd
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import stratified_sample
 from layerscope.engine.runs import Run, atomic_write_json, atomic_write_parquet
+from layerscope.engine.staging import sweep
 
 PROJECTIONS_DIR = "projections"
 DIGESTS_FILE = "digests.json"     # layer file -> (size, mtime) and its content hash, so it is hashed once
@@ -474,13 +475,14 @@ class _Store:
         try:
             info = json.loads(meta_path.read_text())
             frame = pd.read_parquet(self.folder / f"{key}.parquet")
-        except (OSError, ValueError):
+            xy, nodes = frame[["x", "y"]].to_numpy(np.float32), frame["node"].to_numpy(np.int64)
+            return Layout(info["layer"], nodes, xy, {**info, "cached": True})
+        except (OSError, ValueError, KeyError, TypeError):
             return None     # a damaged entry is recomputed, and overwritten
-        xy = frame[["x", "y"]].to_numpy(np.float32)
-        return Layout(info["layer"], frame["node"].to_numpy(np.int64), xy, {**info, "cached": True})
 
     def put(self, key: str, layout: Layout) -> Layout:
         self.folder.mkdir(exist_ok=True)
+        sweep(self.folder, depth=1)         # what a killed writer left
         frame = pd.DataFrame({"node": layout.nodes, "x": layout.xy[:, 0], "y": layout.xy[:, 1]})
         atomic_write_parquet(self.folder / f"{key}.parquet", frame)
         info = {**layout.info, "key": key, "layer": layout.layer, "num_nodes": int(len(layout.nodes))}

@@ -12,18 +12,14 @@ A run folder holds::
     projections/        cached 2-D layouts and index.json (engine.project)
     model.pt, history.csv   for runs trained here
 
-A new run is built in a hidden folder beside its final place and renamed
-into place when complete (``new_run_folder``), so it is complete or invisible.
+A run is built in a hidden folder beside its final place and renamed into
+place when complete (``engine.staging``), so it is complete or invisible.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -39,7 +35,6 @@ from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_F
 DTYPES = ("float32", "float16")
 METRICS_MODES = ("full", "fast", "none")    # what is scored per layer: see engine.quality.score_layer
 SPLIT_NAMES = ("train", "val", "test")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 _LAYER_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -81,58 +76,6 @@ class RunRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_run_name(name: str) -> str:
-    """A run name is one plain path component: letters, digits, ``_ . + -``."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
-        raise UserError(f"run name {name!r} is not allowed: use letters, digits and _ . + - "
-                        "(one folder name, at most 128 characters, not starting with . or -)")
-    return name
-
-
-def check_out(out: Path) -> Path:
-    """``--out``: a folder of runs, or a path where one can be made."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UserError(f"--out {out} is a file, not a folder of runs")
-    return Path(out)
-
-
-@contextmanager
-def new_run_folder(out: Path, name: str) -> Iterator[Path]:
-    """A hidden folder beside ``out/name`` to build a new run in; renamed to
-    ``out/name`` when the block ends, removed if it raises."""
-    out = Path(out)
-    check_run_name(name)
-    final = out / name
-    check_out(out)
-    if final.exists():
-        raise UserError(f"run folder {final} already exists; pick another --name")
-    for stale in out.glob(f".{name}.*.partial") if out.is_dir() else []:
-        if not _alive(stale.name.rsplit(".", 2)[-2]):     # left by a process that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = out / f".{name}.{os.getpid()}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-        if final.exists():
-            raise UserError(f"run folder {final} appeared while this run was written; it is kept as it was")
-        os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _alive(pid: str) -> bool:
-    """Whether process ``pid`` (on this host) still runs."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def layer_file_name(name: str) -> str:

@@ -26,10 +26,11 @@ from layerscope.engine.errors import UserError
 from layerscope.engine.label_free import CONTRASTIVE
 from layerscope.engine.models import MODELS, ModelConfig, build_model, save_model
 from layerscope.engine.objectives import make_objective, native_bf16
-from layerscope.engine.record import RunRecord, check_out, check_run_name
+from layerscope.engine.record import RunRecord
 from layerscope.engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE,
-                         atomic_torch_save, atomic_write_csv, atomic_write_json)
+                                    atomic_torch_save, atomic_write_csv, atomic_write_json)
 from layerscope.engine.sampler import resolve_sampler
+from layerscope.engine.staging import check_out, check_run_name, sweep
 
 REFERENCE_FANOUT = [15, 10, 5]   # GraphSAGE paper / OGB ogbn-products recipe
 WEIGHT_DECAY_ON = ("all", "first")
@@ -136,6 +137,15 @@ class TrainConfig:
             if self.objective == "vgae":
                 raise UserError("gvae trains full-batch; --fanout applies to sage and gcn")
         resolve_sampler(self.sampler)
+
+
+def _killed_before_first_epoch(run_dir: Path) -> bool:
+    """A run folder that holds only what training writes before its first
+    ``last.pt`` (a history row, temporary files): a run killed that early."""
+    if not run_dir.is_dir():
+        return False
+    return all(p.name == HISTORY_FILE or (p.name.startswith(".") and p.name.endswith(".tmp"))
+               for p in run_dir.iterdir())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -346,10 +356,16 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
         # data root is the user's, never one read from the run folder (run_bundle).
         saved = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=True)["config"]
         cfg = TrainConfig(**{**saved, "device": cfg.device, "data_root": cfg.data_root})
+    elif _killed_before_first_epoch(run_dir):
+        shutil.rmtree(run_dir)          # nothing saved yet: start it again
     elif run_dir.exists():
-        hint = "pick another --name" if (run_dir / RUN_FILE).exists() else "add --resume to continue it"
+        hint = ("pick another --name" if (run_dir / RUN_FILE).exists() else
+                f"write its embeddings with layerscope embed --run {run_dir}" if (run_dir / PENDING_FILE).exists()
+                else "add --resume to continue it")
         raise UserError(f"run folder {run_dir} already exists; {hint}")
 
+    if resume:
+        sweep(run_dir)
     resolve_device(cfg.device)
     bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component, cfg.scale,
                           cfg.split_file)

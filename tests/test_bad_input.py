@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from layerscope.engine import cli
-from layerscope.engine.runs import read_run, scan_runs
+from layerscope.engine.runs import read_run
 from tests.conftest import assert_one_line_error, run_engine
 
 
