@@ -224,3 +224,22 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_without_an_atomic_exchange_a_swap_cut_in_half_is_put_back(tmp_path, monkeypatch):
+    """Where renameat2 cannot exchange, the swap is two renames; a kill
+    between them leaves ``.NAME.PID.old`` and no ``NAME``, which the next
+    writer puts back."""
+    from layerscope.engine import staging
+
+    monkeypatch.setattr(staging, "_exchange", lambda a, b: False)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text("old")
+    with staging.rebuilt_run_folder(tmp_path / "r") as copy:
+        (copy / "run.json").unlink()
+        (copy / "run.json").write_text("new")
+    assert (tmp_path / "r" / "run.json").read_text() == "new" and leftovers(tmp_path) == []
+
+    os.rename(tmp_path / "r", tmp_path / f".r.{_dead_pid()}.old")          # killed between the two renames
+    staging.sweep(tmp_path, depth=1)
+    assert (tmp_path / "r" / "run.json").read_text() == "new" and leftovers(tmp_path) == []
