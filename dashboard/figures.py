@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from layerscope.dashboard.text import escape_plotly
+
 COLOUR_MODES = {           # what a map can be coloured by -> its label in the UI
     "category": "category",
     "prediction": "predicted category",
@@ -30,9 +32,12 @@ SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
 CORRECT_COLOURS = {True: "#54a24b", False: "#e45756"}
 FADED = 0.12            # opacity of points outside a highlight
 MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
+# Nothing on a chart's toolbar leaves the machine: plotly.js offers a
+# share-to-cloud button (showSendToCloud) unless told not to.
+OFFLINE_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showLink": False}
 # Plotly draws WebGL at twice the screen's pixels by default; once is sharp
 # enough for points and halves the fill work where WebGL is software-rendered.
-MAP_CONFIG = {"scrollZoom": True, "displaylogo": False, "plotGlPixelRatio": 1}
+MAP_CONFIG = {**OFFLINE_CONFIG, "scrollZoom": True, "plotGlPixelRatio": 1}
 MARK_SYMBOLS = ("circle", "diamond", "square", "cross")
 FONT = "Inter, Helvetica Neue, Arial, sans-serif"
 
@@ -181,6 +186,8 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     # Legend entries in category order, whatever order the traces came in.
     rank = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
     traces.sort(key=lambda t: rank.get(t["name"], len(rank)))
+    for trace in traces:        # names come from the run folder: shown as written, no tags rendered
+        trace["name"] = escape_plotly(trace["name"])
     # Built from plain dicts without plotly's per-attribute validation, which
     # costs about a second for a few hundred traces; the tests validate them.
     figure = go.Figure(data=traces, _validate=False)
@@ -237,14 +244,14 @@ def _legend_order(colour_by: str, class_names: list[str]) -> list[str]:
 
 def _hover_template(values: dict, class_names: list[str], has_prediction: bool) -> str:
     """Names spelled out once per trace; numbers come from ``customdata``."""
-    lines = ["<b>node %{customdata[0]:d}</b>", f"category: {_escape(class_names[values['label']])}"]
+    lines = ["<b>node %{customdata[0]:d}</b>", f"category: {escape_plotly(class_names[values['label']])}"]
     if has_prediction:
         if "prediction" in values:
-            prediction = _escape(class_names[values["prediction"]])
+            prediction = escape_plotly(class_names[values["prediction"]])
             mark = "✓" if values["prediction"] == values["label"] else "✗"
             lines.append(f"prediction: {prediction} {mark} (%{{customdata[1]:.0%}})")
         elif values.get("correct", True):
-            lines.append(f"prediction: {_escape(class_names[values['label']])} ✓ (%{{customdata[1]:.0%}})")
+            lines.append(f"prediction: {escape_plotly(class_names[values['label']])} ✓ (%{{customdata[1]:.0%}})")
         else:
             lines.append("prediction: another category ✗ (%{customdata[1]:.0%}; click for its name)")
     if "split" in values and values["split"] >= 0:
@@ -253,30 +260,25 @@ def _hover_template(values: dict, class_names: list[str], has_prediction: bool) 
     return "<br>".join(lines) + "<extra></extra>"
 
 
-def _escape(text: str) -> str:
-    """Plotly templates read ``%{`` as a variable and render HTML."""
-    return text.replace("%{", "%\u200b{").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _mark_trace(frame: pd.DataFrame, nodes: np.ndarray, label: str, symbol: str, class_names: list[str],
                 palette: list[str], size: float) -> dict:
     """A small set of nodes (neighbours, a search hit) on top, in their category
     colours with a dark outline. The set is small, so its names may travel."""
     chosen = frame[frame["node"].isin(nodes)].set_index("node")
-    names = [class_names[c] for c in chosen["label"]]
+    names = [escape_plotly(class_names[c]) for c in chosen["label"]]
     return dict(
         type="scattergl", x=chosen["x"].to_numpy(np.float32), y=chosen["y"].to_numpy(np.float32), mode="markers",
         name=label,
         marker=dict(size=size * 2 + 6, symbol=symbol, color=[palette[c] for c in chosen["label"]], opacity=1.0,
                     line=dict(width=1.5, color="#111111")),
         customdata=np.c_[chosen.index.to_numpy(), names], showlegend=True,
-        hovertemplate=f"<b>{_escape(label)}</b><br>node %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>")
+        hovertemplate=f"<b>{escape_plotly(label)}</b><br>node %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>")
 
 
 def _lay_out(figure: go.Figure, style: MapStyle) -> None:
     axis = dict(showgrid=False, zeroline=False, showticklabels=False, title=None)
     figure.update_layout(
-        title=dict(text=style.title, x=0.01, font=dict(size=16)) if style.title else None,
+        title=dict(text=escape_plotly(style.title), x=0.01, font=dict(size=16)) if style.title else None,
         height=style.height, margin=dict(l=8, r=8, t=48 if style.title else 8, b=8),
         font=dict(family=FONT), plot_bgcolor="white", paper_bgcolor="white",
         dragmode="pan", hovermode="closest", uirevision="map",

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from layerscope.dashboard.text import escape_markdown
 from layerscope.engine.project import Layout
 from layerscope.engine.runs import Run
 
@@ -26,7 +27,8 @@ def legend_controls(class_names: list[str]) -> tuple[str, str | None, list[str]]
         hide = st.multiselect("Hide", class_names, key="legend_hide", disabled=isolate is not None)
         matches = [name for name in class_names if search.strip() and search.strip().lower() in name.lower()]
         if search.strip():
-            st.caption(f"{len(matches)} match: " + ", ".join(matches[:8]) + (" …" if len(matches) > 8 else ""))
+            st.caption(f"{len(matches)} match: " + ", ".join(map(escape_markdown, matches[:8]))
+                       + (" …" if len(matches) > 8 else ""))
     return search, isolate, hide
 
 

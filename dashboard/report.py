@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerscope.dashboard.figures import (CORRECT_COLOURS, SPLIT_COLOURS, category_palette, legend_entries,
-                               marker_size)
+from layerscope.dashboard.figures import (CORRECT_COLOURS, OFFLINE_CONFIG, SPLIT_COLOURS, category_palette,
+                                          legend_entries, marker_size)
 
 SLIDE_INCHES = (40 / 3, 7.5)    # a 16:9 slide
 DPI = 150                       # 2,000 x 1,125 pixels
@@ -44,7 +44,9 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
                 provenance: str):
     """One or more maps (``(panel title, map_frame)``) on a 16:9 matplotlib
     figure with a title, a legend naming every category present and a
-    provenance line. ``image_bytes`` turns it into PNG or SVG."""
+    provenance line. ``image_bytes`` turns it into PNG or SVG. Every text is
+    drawn as written: no ``$...$`` is read as mathtext (names come from run
+    folders, and a malformed formula would fail the drawing)."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -60,7 +62,7 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
         colours = _point_colours(frame, colour_by, palette)
         axes.scatter(frame["x"], frame["y"], s=marker_size(len(frame)) ** 2 / (2 * len(panels)), c=colours,
                      linewidths=0, alpha=0.8, rasterized=True)
-        axes.set_title(panel_title, fontsize=11, loc="left")
+        axes.set_title(panel_title, fontsize=11, loc="left", parse_math=False)
         axes.set_aspect("equal", adjustable="datalim")
         axes.set_xticks([]), axes.set_yticks([])
         for spine in axes.spines.values():
@@ -68,12 +70,15 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
     entries = legend_entries([frame for _, frame in panels], colour_by, class_names)
     if entries:
         handles = [Line2D([], [], marker="o", linestyle="", markersize=7, color=c, label=n) for n, c in entries]
-        figure.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.77, 0.9), frameon=False,
-                      fontsize=8 if len(handles) <= 24 else 6.5, ncol=1 if len(handles) <= 24 else 2,
-                      title={"category": "category", "prediction": "predicted category"}.get(colour_by, colour_by),
-                      title_fontsize=9, alignment="left")
-    figure.suptitle(title, x=0.01, y=0.97, ha="left", fontsize=16, fontweight="bold")
-    figure.text(0.01, 0.02, provenance, fontsize=8, color="#555555", ha="left")
+        legend = figure.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.77, 0.9), frameon=False,
+                               fontsize=8 if len(handles) <= 24 else 6.5, ncol=1 if len(handles) <= 24 else 2,
+                               title={"category": "category", "prediction": "predicted category"}.get(colour_by,
+                                                                                                      colour_by),
+                               title_fontsize=9, alignment="left")
+        for text in legend.get_texts():
+            text.set_parse_math(False)
+    figure.suptitle(title, x=0.01, y=0.97, ha="left", fontsize=16, fontweight="bold", parse_math=False)
+    figure.text(0.01, 0.02, provenance, fontsize=8, color="#555555", ha="left", parse_math=False)
     return figure
 
 
@@ -92,11 +97,12 @@ def image_bytes(figure, fmt: str = "png") -> bytes:
 
 def html_report(title: str, figures: list[go.Figure], table: pd.DataFrame, provenance: str) -> str:
     """A single HTML file: title, provenance, the interactive maps and the
-    metrics table. plotly.js is inlined once, so it opens with no network."""
+    metrics table. plotly.js is inlined once and its toolbar offers no
+    share-to-cloud button, so it opens, and is used, with no network."""
     parts = []
     for index, figure in enumerate(figures):
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0,
-                                    config={"displaylogo": False, "scrollZoom": True}, div_id=f"map-{index}"))
+                                    config={**OFFLINE_CONFIG, "scrollZoom": True}, div_id=f"map-{index}"))
     numbers = table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", classes="metrics",
                             border=0)
     return f"""<!doctype html>

@@ -7,6 +7,7 @@ import streamlit as st
 from layerscope.dashboard import state
 from layerscope.dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame, shared_ranges
 from layerscope.dashboard.report import html_report, image_bytes, provenance, static_maps
+from layerscope.dashboard.text import escape_markdown
 from layerscope.engine.summary import layer_metrics
 
 run = state.open_run(st.session_state.run)
@@ -37,7 +38,7 @@ frames = [map_frame(layout.nodes, layout.xy, nodes) for _, _, layout in panels]
 titles = [f"{panel_run.name} · {layer}" for panel_run, layer, _ in panels]
 line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict.fromkeys(p[1] for p in panels)),
                   state.projection_caption(cfg, panels[0][2])) + f" · coloured by {COLOUR_MODES[colour_by]}"
-st.caption(f"Provenance line: {line}")
+st.caption(f"Provenance line: {escape_markdown(line)}")
 
 figure = static_maps(list(zip(titles, frames)), class_names, colour_by, title, line)
 png = image_bytes(figure, "png")

@@ -8,6 +8,7 @@ import streamlit as st
 from layerscope.dashboard import state
 from layerscope.dashboard.plotly_map import plotly_map
 from layerscope.dashboard.figures import MAP_CONFIG, MapStyle, map_figure, map_frame
+from layerscope.dashboard.text import escape_markdown
 from layerscope.engine.errors import UserError
 from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run_graph
 from layerscope.engine.runs import Run
@@ -51,9 +52,9 @@ top[3].number_input("k", 1, 100, key="neighbour_k")
 node, k = int(st.session_state.neighbour_node), int(st.session_state.neighbour_k)
 
 anchor = nodes.iloc[node]
-st.markdown(f"**Node {node}** · {anchor['category']}" +
-            (f" · predicted {anchor['prediction']} ({anchor['confidence']:.0%})" if "prediction" in nodes
-             and pd.notna(anchor["prediction"]) else "") +
+st.markdown(f"**Node {node}** · {escape_markdown(anchor['category'])}" +
+            (f" · predicted {escape_markdown(anchor['prediction'])} ({anchor['confidence']:.0%})"
+             if "prediction" in nodes and pd.notna(anchor["prediction"]) else "") +
             (f" · {int(anchor['degree'])} graph neighbours" if pd.notna(anchor["degree"]) else ""))
 
 similar, similarity = nearest_in_layer(run.layer(st.session_state.layer), node, k)
@@ -61,11 +62,12 @@ try:
     bought = graph_neighbours(graph_of(run.name, run.record.get("created", "")), node)
 except UserError as e:
     bought = None
-    st.info(f"No graph neighbours: {e}")
+    st.info(f"No graph neighbours: {escape_markdown(e)}")
 
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**{k} nearest in `{st.session_state.layer}`** (cosine): the products the model thinks are alike")
+    st.markdown(f"**{k} nearest in {escape_markdown(st.session_state.layer)}** (cosine): "
+                "the products the model thinks are alike")
     rows = neighbour_rows(nodes, similar, int(anchor["label"]))
     rows.insert(1, "similarity", similarity)
     st.dataframe(rows, hide_index=True, key="embedding_neighbours")
