@@ -43,7 +43,7 @@ DEFAULTS = {
     "compare_layer": None,       # the layer compared across runs
     "compare_selection": [],     # node ids selected in any Compare panel
     "explore_selection": [],     # node ids selected on the Explore map
-    "explore_map_layer": None,   # the layer the Explore map's buttons last reported
+    "explore_map_switch": None,  # (layer, id) of the Explore map's last layer button press taken
     "neighbour_node": 0,
     "neighbour_k": 10,
 }

@@ -7,18 +7,21 @@ from layerscope.dashboard import state
 from layerscope.dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter
 from layerscope.dashboard.plotly_map import plotly_map
 from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, selection_table
+from layerscope.dashboard.text import escape_markdown
 
 run = state.open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
 layer_names = [entry["name"] for entry in run.layers]
 if not layer_names:
-    st.warning(f"{run.path} has no layer embeddings; write them with: layerscope embed --run {run.path}")
+    st.warning(escape_markdown(f"{run.path} has no layer embeddings; write them with: "
+                               f"layerscope embed --run {run.path}"))
     st.stop()
-# The map's layer buttons switch layer in the browser, then report it: take it
-# as the page's layer once (another page may set a layer later).
-picked = (st.session_state.get("explore_map") or {}).get("layer")
-if picked in layer_names and picked != st.session_state.get("explore_map_layer"):
-    st.session_state.explore_map_layer = st.session_state.layer = picked
+# The map's layer buttons switch layer in the browser, then report it: take
+# each press once as the page's layer (another page may set a layer later).
+reported = st.session_state.get("explore_map") or {}
+press = (reported.get("layer"), reported.get("switch"))
+if press[0] in layer_names and press != st.session_state.explore_map_switch:
+    st.session_state.explore_map_switch, st.session_state.layer = press, press[0]
 if st.session_state.layer not in layer_names:
     st.session_state.layer = layer_names[-2] if len(layer_names) > 2 else layer_names[-1]
 

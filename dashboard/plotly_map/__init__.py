@@ -10,20 +10,30 @@ Streamlit sends again, whole, on every rerun: a 100,000-point map with every
 layer's coordinates is 7.5 MB, and resending it made a layer switch cost over
 a second. It is written once into the component's folder, named by its hash,
 and the iframe fetches it over HTTP when the hash changes.
+
+Streamlit serves the component's folder to every browser that opens the page,
+so the folder is this server process's own: made fresh and private
+(``tempfile.mkdtemp``, mode 0700) on first use, never found by a predictable
+name that another user of the machine could have planted first, and removed
+when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import plotly.graph_objects as go
+
+from layerscope.dashboard.text import escape_plotly
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("index.html", "main.js")
@@ -32,29 +42,28 @@ KEEP_MAPS = 24              # files kept past ...
 KEEP_SECONDS = 15 * 60      # ... this age since last shown
 
 
-@lru_cache(maxsize=1)
+_FIRST_USE = threading.Lock()     # sessions are threads: the first map of the process makes the folder, once
+
+
 def _component():
     """The component and its folder: our two files, the installed plotly
-    package's ``plotly.min.js`` (4.6 MB, not kept in git) and ``maps/``. The
-    folder is made once per version of either, atomically."""
+    package's ``plotly.min.js`` (4.6 MB, not kept in git) and ``maps/``, in a
+    new private folder of this process (removed at exit)."""
+    with _FIRST_USE:
+        return _declare()
+
+
+@lru_cache(maxsize=1)
+def _declare():
     import plotly
     import streamlit.components.v1 as components
 
-    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    digest = hashlib.blake2b(digest_size=6)
+    folder = Path(tempfile.mkdtemp(prefix="layerscope-plotly-map-"))      # mode 0700, a name no one could guess
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for name in SOURCES:
-        digest.update((HERE / name).read_bytes())
-    folder = Path(tempfile.gettempdir()) / f"layerscope-plotly-map-{plotly.__version__}-{digest.hexdigest()}"
-    if not folder.exists():
-        staging = Path(tempfile.mkdtemp(prefix=".plotly-map-", dir=folder.parent))
-        for name in SOURCES:
-            shutil.copy(HERE / name, staging / name)
-        shutil.copy(plotly_js, staging / "plotly.min.js")
-        (staging / MAPS).mkdir()
-        try:
-            os.replace(staging, folder)
-        except OSError:         # another process made it first
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.copy(HERE / name, folder / name)
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", folder / "plotly.min.js")
+    (folder / MAPS).mkdir()
     return components.declare_component("plotly_map", path=str(folder)), folder
 
 
@@ -70,7 +79,7 @@ def _publish(spec: str, version: str) -> None:
     if path.exists():
         os.utime(path)
         return
-    staging = path.with_name(f".{version}.{os.getpid()}.tmp")
+    staging = path.with_name(f".{version}.{threading.get_ident()}.tmp")     # sessions are threads
     staging.write_text(spec)
     os.replace(staging, path)
     ages = {}
@@ -87,11 +96,14 @@ def _publish(spec: str, version: str) -> None:
 @dataclass
 class MapEvent:
     """What the user did in a map: the node ids selected (box, lasso or
-    click; empty when none) and the layer the map's buttons show (None when
-    it has none, or was never switched)."""
+    click; empty when none), the layer its buttons last moved to (None when
+    it has none, or was never switched) and that switch's id, new for each
+    button press, so pressing a layer's button again after the page moved
+    elsewhere still counts."""
 
     nodes: list[int]
     layer: str | None
+    switch: str | None = None
 
 
 def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | None = None,
@@ -103,11 +115,13 @@ def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | Non
     ``layers``), ``layer`` names the one to show and ``layers`` the ones the
     map offers as buttons above it: a button moves the points in the browser
     and then reports the layer. ``title`` replaces the figure's title, with
-    ``{layer}`` standing for the layer shown.
+    ``{layer}`` standing for the layer shown; names in it are shown as
+    written (``escape_plotly``).
     """
     spec = figure if isinstance(figure, str) else figure.to_json()
     version = hashlib.blake2b(spec.encode(), digest_size=16).hexdigest()
     _publish(spec, version)
+    title = None if title is None else escape_plotly(title)
     value = _component()[0](url=f"{MAPS}/{version}.json", version=version, config=config, layer=layer,
                             layers=layers, title=title, key=key, default=None) or {}
-    return MapEvent([int(node) for node in value.get("nodes", [])], value.get("layer"))
+    return MapEvent([int(node) for node in value.get("nodes", [])], value.get("layer"), value.get("switch"))

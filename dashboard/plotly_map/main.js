@@ -3,18 +3,28 @@
 // 2-core machine; Plotly.react here takes under 0.5 s. When the figure holds
 // every layer's coordinates (map_figure's `layers`), a row of layer buttons
 // (or the arrow keys) moves the points to another layer in about 0.3 s,
-// without waiting for the server, and then tells it which layer is shown.
+// without waiting for the server, and then tells it which layer was chosen.
 // The figure is fetched from args.url when args.version changes (see
 // __init__.py). The protocol is Streamlit's component messages, spoken
 // directly (no build step).
+// Presses and render messages interleave (a rerun re-sends the last render
+// while the user clicks): the value sent after a press names the layer
+// pressed, with an id new for each press; a render repeating the layer the
+// server asked for before moves nothing; a render or move that a newer one
+// overtook while awaiting its fetch or drawing is not applied.
 "use strict";
 
 const map = document.getElementById("map");
 const bar = document.getElementById("layers");
-let shown = null;       // version of the figure on screen
-let shownLayer = null;  // the layer whose coordinates it shows
+const session = Math.random().toString(36).slice(2);   // names this iframe's layer switches
+let shown = null;       // version of the figure on screen (or being drawn)
+let told = null;        // the layer the server last asked for: a render repeating it moves nothing
+let wanted = null;      // the layer the map shows, or is moving to
+let renders = 0;        // render messages so far: one still fetching when a newer one came gives way
+let moves = 0;          // layer moves so far: only the newest marks its layer when done
+let presses = 0;        // layer button presses so far: only the newest is reported
+let switched = null;    // {layer, id} of the last press reported
 let titleTemplate = null;   // the title, with "{layer}" where the layer's name goes
-let latest = null;      // the newest render message; an older one still fetching gives way
 let nodes = [];         // the selected node ids, last reported
 let bound = false;
 
@@ -23,7 +33,9 @@ function send(type, fields) {
 }
 
 function report() {
-  send("streamlit:setComponentValue", { value: { nodes: nodes, layer: shownLayer }, dataType: "json" });
+  // The layer is the one the user last chose, never whatever a render moved the map to meanwhile.
+  const value = { nodes: nodes, layer: switched && switched.layer, switch: switched && switched.id };
+  send("streamlit:setComponentValue", { value: value, dataType: "json" });
 }
 
 function selectedNodes(event) {
@@ -46,7 +58,7 @@ function bind() {
   window.addEventListener("resize", () => Plotly.Plots.resize(map));
   document.addEventListener("keydown", (event) => {
     const buttons = Array.from(bar.children);
-    const at = buttons.findIndex((b) => b.dataset.layer === shownLayer);
+    const at = buttons.findIndex((b) => b.dataset.layer === wanted);
     const step = { ArrowLeft: -1, ArrowRight: 1 }[event.key];
     if (step && at >= 0 && buttons[at + step]) buttons[at + step].click();
   });
@@ -77,23 +89,37 @@ function coordinates(traces, layer) {
 }
 
 function titleOf(layer) {
-  return titleTemplate === null ? null : titleTemplate.split("{layer}").join(layer || "");
+  // Layer names come from the run folder: shown as written, no plotly tags rendered.
+  const name = String(layer || "").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  return titleTemplate === null ? null : titleTemplate.split("{layer}").join(name);
 }
 
 function mark(layer) {
-  shownLayer = layer;
   map.dataset.layer = layer || "";      // tests and benchmarks wait on this
   for (const button of bar.children) button.setAttribute("aria-pressed", String(button.dataset.layer === layer));
 }
 
 async function moveTo(layer) {
-  // One update (one redraw) for the points and the title.
+  // One update (one redraw) for the points and the title. A move that a newer
+  // one overtook while drawing leaves the marking to it.
+  const move = ++moves;
+  wanted = layer;
   const xy = coordinates(map.data, layer);
   const title = titleOf(layer);
   const layout = title === null ? {} : { "title.text": title };
   if (xy.indices.length) await Plotly.update(map, { x: xy.x, y: xy.y }, layout, xy.indices);
   else await Plotly.relayout(map, layout);
-  mark(layer);
+  if (move === moves) mark(layer);
+}
+
+async function press(layer) {
+  if (layer === wanted) return;
+  const mine = ++presses;
+  await moveTo(layer);
+  if (mine !== presses) return;     // a later press is reported instead
+  switched = { layer: layer, id: `${session}-${mine}` };
+  // Tell the server once the points are painted, so its rerun does not compete with the drawing.
+  requestAnimationFrame(() => requestAnimationFrame(report));
 }
 
 function offer(layers) {
@@ -105,47 +131,50 @@ function offer(layers) {
     button.type = "button";
     button.textContent = name;
     button.dataset.layer = name;
-    button.addEventListener("click", async () => {
-      if (name === shownLayer) return;
-      await moveTo(name);
-      // Tell the server once the points are painted, so its rerun does not compete with the drawing.
-      requestAnimationFrame(() => requestAnimationFrame(report));
-    });
+    button.addEventListener("click", () => press(name));
     return button;
   }));
   if (names.length) bar.insertAdjacentText("afterbegin", "Layer ");
 }
 
+async function draw(args, render) {
+  // A new figure: fetched, then drawn at the layer the server asked for.
+  const response = await fetch(args.url);
+  if (!response.ok) throw new Error(`map ${args.url}: HTTP ${response.status}`);
+  const figure = await response.json();
+  if (render !== renders) return;       // a newer render message draws instead
+  figure.layout.height = figure.layout.height || 640;
+  if (titleOf(args.layer) !== null) {
+    figure.layout.title = Object.assign({}, figure.layout.title, { text: titleOf(args.layer) });
+  }
+  if (args.layer) {
+    const xy = coordinates(figure.data, args.layer);
+    xy.indices.forEach((i, k) => { figure.data[i].x = xy.x[k]; figure.data[i].y = xy.y[k]; });
+  }
+  offer(args.layers);
+  shown = args.version;
+  told = wanted = args.layer;
+  const move = ++moves;
+  await Plotly.react(map, figure.data, figure.layout, args.config);
+  send("streamlit:setFrameHeight", { height: figure.layout.height + bar.offsetHeight });
+  bind();
+  if (move === moves) mark(args.layer);
+  map.dataset.version = args.version;       // tests and benchmarks wait on this
+  // Decode the other layers while the user looks (about 0.1 s each at 100,000 points), not on their click.
+  setTimeout(() => (args.layers || []).forEach((layer) => coordinates(map.data, layer)), 0);
+}
+
 window.addEventListener("message", async (event) => {
   if (!event.data || event.data.type !== "streamlit:render") return;
   const args = event.data.args;
-  latest = args;
+  const render = ++renders;
   titleTemplate = args.title === undefined ? null : args.title;
   if (args.version !== shown) {
-    const response = await fetch(args.url);
-    if (!response.ok) throw new Error(`map ${args.url}: HTTP ${response.status}`);
-    const figure = await response.json();
-    if (latest !== args) return;
-    figure.layout.height = figure.layout.height || 640;
-    if (titleOf(args.layer) !== null) {
-      figure.layout.title = Object.assign({}, figure.layout.title, { text: titleOf(args.layer) });
-    }
-    if (args.layer) {
-      const xy = coordinates(figure.data, args.layer);
-      xy.indices.forEach((i, k) => { figure.data[i].x = xy.x[k]; figure.data[i].y = xy.y[k]; });
-    }
-    offer(args.layers);
-    await Plotly.react(map, figure.data, figure.layout, args.config);
-    send("streamlit:setFrameHeight", { height: figure.layout.height + bar.offsetHeight });
-    bind();
-    mark(args.layer);
-    // Decode the other layers while the user looks (about 0.1 s each at 100,000 points), not on their click.
-    setTimeout(() => (args.layers || []).forEach((layer) => coordinates(map.data, layer)), 0);
-  } else if (args.layer !== shownLayer) {
-    await moveTo(args.layer);
+    await draw(args, render);
+  } else if (args.layer !== told) {     // the server took a new layer (a re-sent render is not news)
+    told = args.layer;
+    if (args.layer !== wanted) await moveTo(args.layer);
   }
-  shown = args.version;
-  map.dataset.version = args.version;       // tests and benchmarks wait on this
 });
 
 send("streamlit:componentReady", { apiVersion: 1 });
