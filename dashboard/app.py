@@ -19,22 +19,31 @@ if importlib.util.find_spec("layerscope") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layerscope.dashboard import state  # noqa: E402
+from layerscope.dashboard.text import escape_markdown  # noqa: E402
 
-st.set_page_config(page_title="layerscope", page_icon=":material/layers:", layout="wide")
+# The page icon travels in the page: a :material/...: icon makes every browser fetch it from Google's font
+# servers (and an emoji icon may come from a CDN). Three stacked layers in the theme's blue.
+PAGE_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">
+<g stroke="white" stroke-width="2" stroke-linejoin="round">
+<path d="M32 28 L60 43 L32 58 L4 43 Z" fill="#9ecae9"/><path d="M32 17 L60 32 L32 47 L4 32 Z" fill="#56a0d3"/>
+<path d="M32 6 L60 21 L32 36 L4 21 Z" fill="#1f77b3"/></g></svg>"""
+st.set_page_config(page_title="layerscope", page_icon=PAGE_ICON, layout="wide")
 state.init_state()
 
 names, warnings = state.list_runs()
 if not names:
     state.build_demo_run()
     names, warnings = state.list_runs()
-for warning in warnings:
-    st.sidebar.warning(warning, icon=":material/warning:")
+for warning in warnings:      # they quote folder and file names from the runs folder: shown as written
+    st.sidebar.warning(escape_markdown(warning), icon=":material/warning:")
 if not names:
-    st.error(f"No complete run in {state.runs_root()}; train one with: layerscope train --dataset demo")
+    st.error(escape_markdown(f"No complete run in {state.runs_root()}; train one with: "
+                             "layerscope train --dataset demo"))
     st.stop()
 
+state.follow_link(names)
 if st.session_state.run not in names:
-    st.session_state.run = state.DEMO_RUN if state.DEMO_RUN in names else names[0]
+    st.session_state.run = state.default_run(names)
 st.sidebar.title("layerscope")
 st.sidebar.selectbox("Run", names, key="run")
 run = state.open_run(st.session_state.run)
@@ -43,8 +52,9 @@ data, model = run.record["dataset"], run.record["model"]
 origin = {"python": "from Python", "checkpoint": "from a state dict"}.get((run.record.get("source") or {}).get("kind"),
                                                                           "imported")
 objective = ", ".join(filter(None, [model.get("objective") or origin, model.get("contrastive")]))
-st.sidebar.caption(f"{data['name']} · {data['num_nodes']:,} nodes · {data['num_classes']} categories  \n"
-                   f"{model['model']} ({objective}) · {len(run.layers)} layers")
+st.sidebar.caption(escape_markdown(f"{data['name']} · {data['num_nodes']:,} nodes · {data['num_classes']} categories")
+                   + "  \n" + escape_markdown(f"{model['model']} ({objective}) · {len(run.layers)} layers"))
+state.offer_asked_layout(run)
 
 page = st.navigation([
     st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),

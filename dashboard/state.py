@@ -19,6 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from layerscope.dashboard.figures import COLOUR_MODES, MapStyle, map_figure, map_frame
+from layerscope.dashboard.links import MAX_POINTS, MIN_POINTS, cached_layouts, link_points, read_link
+from layerscope.dashboard.text import escape_markdown
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
 from layerscope.engine.errors import UserError
 from layerscope.engine.runs import RUN_FILE, Run, read_run, scan_runs
@@ -44,6 +46,8 @@ DEFAULTS = {
     "compare_selection": [],     # node ids selected in any Compare panel
     "explore_selection": [],     # node ids selected on the Explore map
     "explore_map_switch": None,  # (layer, id) of the Explore map's last layer button press taken
+    "link": None,                # what the URL asked for, until the runs are known (follow_link)
+    "asked_projection": None,    # (run, config) a link asked for that the run's cache lacks: offered, not computed
     "neighbour_node": 0,
     "neighbour_k": 10,
 }
@@ -55,8 +59,9 @@ def runs_root() -> Path:
 
 
 def init_state() -> None:
-    """Defaults on a session's first run, taking ``?run=&layer=&colour=&points=``
-    from the URL (a link that opens a given view); afterwards, keep the values."""
+    """Defaults on a session's first run, keeping what the URL asks for
+    (``?run=&layer=&colour=&points=``, a link that opens a given view) for
+    ``follow_link``; afterwards, keep the values."""
     first = "projection" not in st.session_state
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
@@ -64,14 +69,61 @@ def init_state() -> None:
         else:       # keep a value set by a widget on another page
             st.session_state[key] = st.session_state[key]
     if first:
-        params = st.query_params
-        st.session_state.run = params.get("run", st.session_state.run)
-        st.session_state.layer = params.get("layer", st.session_state.layer)
-        if params.get("colour") in COLOUR_MODES:
-            st.session_state.colour_by = params["colour"]
-        if params.get("points", "").isdigit():
-            st.session_state.projection = dataclasses.replace(st.session_state.projection,
-                                                              sample=int(params["points"]))
+        st.session_state.link = read_link(st.query_params)
+
+
+def default_run(names: list[str]) -> str:
+    """The run a session shows when it has chosen none (or its run is gone)."""
+    return DEMO_RUN if DEMO_RUN in names else names[0]
+
+
+def follow_link(names: list[str]) -> None:
+    """Take what the URL asked for, once, where it names something that
+    exists: a run in ``names``, a layer of that run, a colour mode, a number
+    of points (``links.link_points``). Anything else is ignored. A number of
+    points whose layouts the run's projection cache lacks is not computed on
+    opening the page: ``offer_asked_layout`` offers it with a button."""
+    link, st.session_state.link = st.session_state.link, None
+    if not link:
+        return
+    if link.get("run") in names:
+        st.session_state.run = link["run"]
+    if st.session_state.run not in names:
+        st.session_state.run = default_run(names)
+    run = open_run(st.session_state.run)
+    if link.get("layer") in run.layer_names:
+        st.session_state.layer = link["layer"]
+    if link.get("colour") in COLOUR_MODES:
+        st.session_state.colour_by = link["colour"]
+    num_nodes = run.record["dataset"]["num_nodes"]
+    points = link_points(link.get("points"), num_nodes)
+    if points is None:
+        return
+    now: ProjectionConfig = st.session_state.projection
+    asked = dataclasses.replace(now, sample=points)
+    if _for_graph(asked, num_nodes) == _for_graph(now, num_nodes):
+        return
+    if cached_layouts(run, run.layer_names, _for_graph(asked, num_nodes)) is not None:
+        st.session_state.projection = asked
+    else:
+        st.session_state.asked_projection = (run.name, asked)
+
+
+def offer_asked_layout(run: Run) -> None:
+    """A one-line note naming the layout the link asked for, which the run's
+    cache lacks, and the button that computes it (the page meanwhile shows
+    the layouts of the session's settings)."""
+    if not st.session_state.asked_projection or st.session_state.asked_projection[0] != run.name:
+        return
+    asked: ProjectionConfig = st.session_state.asked_projection[1]
+    now = _for_graph(st.session_state.projection, run.record["dataset"]["num_nodes"])
+    shown = min(now.sample or DEFAULT_SAMPLE, run.record["dataset"]["num_nodes"])
+    note, button = st.columns([5, 2], vertical_alignment="center")
+    note.info(f"This link asks for {asked.sample:,} points, not laid out yet; the map shows {shown:,}.",
+              icon=":material/info:")
+    if button.button(f"Compute the {asked.sample:,}-point layout", key="compute_asked_layout", width="stretch"):
+        st.session_state.projection, st.session_state.asked_projection = asked, None
+        st.rerun()
 
 
 def _stamp(root: Path) -> tuple:
@@ -141,14 +193,14 @@ def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
     bar = st.empty()
 
     def report(step: int, steps: int, message: str) -> None:
-        bar.progress(min(step / max(steps, 1), 1.0), text=f"Projecting {run.name}: {message}")
+        bar.progress(min(step / max(steps, 1), 1.0), text=escape_markdown(f"Projecting {run.name}: {message}"))
 
     names = layers or [entry["name"] for entry in run.layers]
     try:
         result = project_layers(run, names, _for_graph(cfg, run.record["dataset"]["num_nodes"]),
                                 reference=reference, progress=report)
     except UserError as e:      # e.g. a layer with NaN rows: say so, keep the rest of the app
-        st.error(str(e), icon=":material/error:")
+        st.error(escape_markdown(e), icon=":material/error:")
         st.stop()
     finally:
         bar.empty()
@@ -236,7 +288,7 @@ def projection_settings() -> ProjectionConfig:
         min_dist = st.slider("min_dist", 0.0, 0.99, cfg.min_dist, 0.01, disabled=method != "umap")
         metric = st.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(cfg.metric))
         seed = st.number_input("seed", 0, 2**31 - 1, cfg.seed)
-        points = st.number_input("points on the map", 1_000, 1_000_000, cfg.sample or DEFAULT_SAMPLE, 10_000,
+        points = st.number_input("points on the map", MIN_POINTS, MAX_POINTS, cfg.sample or DEFAULT_SAMPLE, 10_000,
                                  help="A category-stratified sample every layer and run shares; "
                                       "all nodes when the graph has fewer")
     chosen = dataclasses.replace(cfg, method=method, n_neighbors=n_neighbors, min_dist=min_dist,
