@@ -177,7 +177,7 @@ def test_a_split_column_is_used_as_the_official_split(tmp_path):
     (lambda d: (d / "edges.csv").write_text("src,dst\n0,99\n"), "node indices must be in 0..29"),
     (lambda d: (d / "edges.csv").write_text("a,b\n0,1\n"), "needs columns 'src' and 'dst'"),
     (lambda d: (d / "nodes.csv").write_bytes(b"\x00\xff\x00 not, a\n\"csv"), "cannot be read|no 'label'"),
-    (lambda d: (d / "nodes.csv").write_text("label\n1\n2\n"), "no feature columns"),
+    (lambda d: (d / "nodes.csv").write_text("label\n0\n1\n"), "no feature columns"),
 ])
 def test_a_broken_table_graph_gets_a_clear_error(tmp_path, damage, message):
     _write_table_graph(tmp_path)
