@@ -21,8 +21,8 @@ if importlib.util.find_spec("layerscope") is None:
 from layerscope.dashboard import state  # noqa: E402
 from layerscope.dashboard.text import escape_markdown  # noqa: E402
 
-# The page icon travels in the page: a :material/...: icon makes every browser fetch it from Google's font
-# servers (and an emoji icon may come from a CDN). Three stacked layers in the theme's blue.
+# The page icon travels in the page (Streamlit turns it into a data: URL): a :material/...: icon makes every
+# browser fetch it from Google's font servers. Three stacked layers in the theme's blue.
 PAGE_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">
 <g stroke="white" stroke-width="2" stroke-linejoin="round">
 <path d="M32 28 L60 43 L32 58 L4 43 Z" fill="#9ecae9"/><path d="M32 17 L60 32 L32 47 L4 32 Z" fill="#56a0d3"/>

@@ -34,7 +34,7 @@ FADED = 0.12            # opacity of points outside a highlight
 MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
 # Nothing on a chart's toolbar leaves the machine: plotly.js offers a
 # share-to-cloud button (showSendToCloud) unless told not to.
-OFFLINE_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showLink": False}
+OFFLINE_CONFIG = {"displaylogo": False, "showSendToCloud": False}
 # Plotly draws WebGL at twice the screen's pixels by default; once is sharp
 # enough for points and halves the fill work where WebGL is software-rendered.
 MAP_CONFIG = {**OFFLINE_CONFIG, "scrollZoom": True, "plotGlPixelRatio": 1}
