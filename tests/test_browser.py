@@ -2,18 +2,22 @@
 Playwright). Skipped, saying why, where no Chromium is installed; under
 CI=true a missing browser fails instead."""
 
+
 from __future__ import annotations
 
 import io
 import json
 import os
+import shutil
 import time
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 import pytest
 
 from layerscope.engine.data.synthetic import DEMO_CATEGORIES
-from tests.browser import EXCEPTION, MAP, MAP_FRAME, browser_missing, chromium_page, dashboard, wait_for_map_frame
+from tests.browser import (DEMO_RUN, EXCEPTION, MAP, MAP_FRAME, browser_missing, chromium_page, dashboard,
+                           dashboard_server, demo_runs, name_a_layer_file, rename_everything, wait_for_map_frame)
 
 FIRST_MAP_SECONDS = 120      # fresh machine, empty runs folder: train, embed, project the demo, draw it
 
@@ -129,3 +133,101 @@ def test_a_selection_in_one_compare_panel_lights_up_in_every_panel(photo_run, tm
             selected.append(panel.evaluate("() => document.getElementById('map')._fullData.reduce("
                                            "(n, t) => n + (t.selectedpoints ? t.selectedpoints.length : 0), 0)"))
     assert selected == [2, 2, 2]
+
+
+# --- nothing leaves the machine --------------------------------------------------------------------
+
+PAGES = ("explore", "compare", "metrics", "neighbours", "export")
+TRACKER = "http://tracker.invalid"          # where a hostile run's names point a browser
+HOSTILE_RUN = "run ![x](pixel.png) <img src=pixel.png>"
+STATUS = "[data-testid='stStatusWidget']"   # "Running…" while a script runs
+
+
+def _page_ready(page, name: str) -> None:
+    """Wait for what a page shows last: its maps, its charts, its export buttons."""
+    if name in ("explore", "compare", "neighbours"):
+        wait_for_map_frame(page)
+    elif name == "metrics":
+        page.wait_for_selector("text=Confusion by category", timeout=300_000)
+        page.wait_for_selector(".js-plotly-plot .modebar", timeout=60_000, state="attached")
+    else:
+        page.wait_for_selector("[data-testid='stImage'] img", timeout=300_000)
+        page.get_by_role("button", name="HTML report").wait_for(timeout=60_000)
+    page.wait_for_selector(STATUS, state="hidden", timeout=300_000)
+    page.wait_for_timeout(1000)     # late fetches: fonts, images, the iframe's own
+
+
+def _share_buttons(frame) -> int:
+    """Plotly toolbar buttons that send a chart elsewhere (plotly.js's "Share chart...")."""
+    return frame.locator(".modebar-btn[data-title^='Share'], .modebar-btn[data-title*='Chart Studio']").count()
+
+
+def test_no_page_nor_the_html_report_sends_a_request_off_the_machine(tmp_path_factory, tmp_path):
+    """Network blocked: every request a page, its map iframes or the exported
+    report make is recorded; any but to the dashboard's own address (or the
+    report's file) is refused and counted. The demo run, a run whose names
+    carry an image link and an image tag pointing at another host, and a
+    broken run whose warning quotes such a file name; a folder planted under
+    the server's $TMPDIR with the map component's old predictable name."""
+    runs = demo_runs(tmp_path_factory)
+    shutil.copytree(runs / DEMO_RUN, runs / HOSTILE_RUN)
+    rename_everything(runs / HOSTILE_RUN, f"demo ![x]({TRACKER}/dataset.png) <img src={TRACKER}/dataset-tag.png>",
+                      {"Books": f"Books ![x]({TRACKER}/category.png)",
+                       "Electronics": f"Electronics <img src={TRACKER}/category-tag.png>"})
+    shutil.copytree(runs / DEMO_RUN, runs / "broken")
+    name_a_layer_file(runs / "broken", f"layers/![x]({TRACKER}/file.png)<img src={TRACKER}/t.png>.npy")
+    scratch = tmp_path / "tmp"
+    planted = scratch / "layerscope-plotly-map-planted"
+    (planted / "maps").mkdir(parents=True)
+    (planted / "main.js").write_text("window.planted = true;")
+
+    requests, refused = [], []
+    with dashboard_server(runs, tmp_path / "streamlit.log", env={"TMPDIR": str(scratch)}) as (url, _), \
+            chromium_page() as page:
+        server = urlsplit(url).netloc
+
+        def route(route) -> None:
+            requests.append(route.request.url)
+            address = urlsplit(route.request.url)
+            if address.scheme == "file" or address.netloc == server:
+                route.continue_()
+            else:
+                refused.append(route.request.url)
+                route.abort()
+
+        page.context.route("**/*", route)       # the context's route sees the map iframes' requests too
+        counts, share, ours = {}, 0, []
+        for run in (DEMO_RUN, HOSTILE_RUN):
+            for name in PAGES:
+                start = len(requests)
+                page.goto(f"{url}/{'' if name == 'explore' else name}?run={quote(run)}")
+                _page_ready(page, name)
+                assert page.locator(EXCEPTION).count() == 0, (run, name)
+                key = f"{'demo' if run == DEMO_RUN else 'hostile'} {name}"
+                counts[key] = len(requests) - start
+                frames = [f for f in page.frames if "plotly_map" in f.url]
+                share += _share_buttons(page) + sum(_share_buttons(f) for f in frames)
+                ours += [f.evaluate("() => window.planted === undefined && typeof press === 'function'")
+                         for f in frames]
+                page.screenshot(path=f"{_screenshot_dir(tmp_path)}/offline-{key.replace(' ', '-')}.png", full_page=True)
+        # The HTML report, as the Export page hands it out, opened from its file.
+        with page.expect_download(timeout=300_000) as download:
+            page.get_by_role("button", name="HTML report").click()
+        report = tmp_path / "report.html"
+        download.value.save_as(report)
+        start = len(requests)
+        page.goto(report.as_uri())
+        page.wait_for_selector(MAP, timeout=60_000)
+        page.wait_for_timeout(1000)
+        counts["html report"] = len(requests) - start
+        share += _share_buttons(page)
+        modebar = page.locator(".modebar-btn").count()
+    left = sorted(p.name for p in scratch.iterdir() if p.name.startswith("layerscope-plotly-map-"))
+    print(f"\nrequests per page (all to {server} or the report's file): "
+          + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + f"; {len(requests)} in all, {len(refused)} refused off the machine; {share} share buttons "
+          f"({modebar} toolbar buttons in the report); {len(ours)} map iframes ran our main.js")
+    assert refused == []
+    assert share == 0 and modebar > 0
+    assert ours and all(ours)
+    assert left == [planted.name], "the server's own component folder is removed at exit"
