@@ -12,11 +12,9 @@ No ``st.`` calls: the pages and ``state`` use these, tests call them directly.
 
 from __future__ import annotations
 
-import numpy as np
 
-from layerscope.engine import project
 from layerscope.engine.errors import UserError
-from layerscope.engine.project import Layout, ProjectionConfig
+from layerscope.engine.project import Layout, ProjectionConfig, project_layers
 from layerscope.engine.runs import Run
 
 LINK_KEYS = ("run", "layer", "colour", "points")
@@ -40,37 +38,10 @@ def link_points(text: str | None, num_nodes: int) -> int | None:
 
 
 def cached_layouts(run: Run, layers: list[str], cfg: ProjectionConfig) -> list[Layout] | None:
-    """The layouts ``project_layers(run, layers, cfg)`` would return (aligned
-    layer onto layer, no reference run), read from ``<run>/projections/``; None
-    when any is missing, or ``cfg`` cannot work on this run. Computes nothing
-    (a layer file not hashed before is hashed and its digest remembered, as
-    ``project_layers`` does).
-
-    It rebuilds the cache keys with ``engine.project``'s own helpers, in the
-    order ``project_layers`` chains them; ``tests/test_dashboard_safety.py``
-    checks it against ``project_layers``. Were they to drift apart, this
-    would answer None: a button offered for a layout that was there, never a
-    computation started by a link.
-    """
-    if not (run.path / project.PROJECTIONS_DIR).is_dir():
-        return None
+    """The layouts ``project_layers(run, layers, cfg)`` would return, when
+    the run's projection cache holds them all; None otherwise, or when
+    ``cfg`` cannot work on this run. Computes and writes nothing."""
     try:
-        labels = run.nodes()["label"].to_numpy()
-        cfg.check(labels.size)
-        sample = np.arange(labels.size) if cfg.all_nodes and (cfg.sample or 0) >= labels.size \
-            else project.shared_sample(labels, cfg.sample, cfg.seed)
-        store = project._Store(run)
-        raw = [project._raw_key(store, name, sample, cfg) for name in layers]
-        if cfg.align == "aligned-umap":
-            group = project._digest({"aligned-umap": raw})
-            keys = [project._digest({"group": group, "layer": i}) for i in range(len(layers))]
-        elif cfg.align == "none":
-            keys = raw
-        else:       # each layer aligned onto the one before it; the first is its raw layout
-            keys = raw[:1]
-            for key in raw[1:]:
-                keys.append(project._digest({"aligned": key, "onto": keys[-1], "align": cfg.align}))
-        found = [store.get(key) for key in keys]
+        return project_layers(run, layers, cfg, cached_only=True)
     except (UserError, OSError, ValueError, KeyError):
         return None
-    return None if any(layout is None for layout in found) else found

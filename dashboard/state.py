@@ -48,6 +48,7 @@ DEFAULTS = {
     "explore_map_switch": None,  # (layer, id) of the Explore map's last layer button press taken
     "link": None,                # what the URL asked for, until the runs are known (follow_link)
     "asked_projection": None,    # (run, config) a link asked for that the run's cache lacks: offered, not computed
+    "may_compute": False,        # a control of this session asked for layouts (a button, the projection settings)
     "neighbour_node": 0,
     "neighbour_k": 10,
 }
@@ -123,6 +124,7 @@ def offer_asked_layout(run: Run) -> None:
               icon=":material/info:")
     if button.button(f"Compute the {asked.sample:,}-point layout", key="compute_asked_layout", width="stretch"):
         st.session_state.projection, st.session_state.asked_projection = asked, None
+        st.session_state.may_compute = True
         st.rerun()
 
 
@@ -185,26 +187,52 @@ def history(run: Run) -> pd.DataFrame | None:
 
 
 def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
-            reference: list[Layout] | None = None) -> dict[str, Layout]:
+            reference: list[Layout] | None = None, compute: bool = False) -> dict[str, Layout]:
     """Layouts of ``layers`` of ``run`` (all by default), aligned layer onto
     layer, or onto ``reference`` (one layout per layer, of another run on the
-    same graph). Read from the run's projection cache; what is missing is
-    computed under a progress bar."""
+    same graph). Read from the run's projection cache. What is missing is
+    computed under a progress bar once a control of this session asked for
+    it (``compute``, or ``may_compute``: the Lay out button, the projection
+    settings); opening a page never starts a computation, so until then the
+    page shows that button and stops."""
+    names = layers or [entry["name"] for entry in run.layers]
+    cfg = _for_graph(cfg, run.record["dataset"]["num_nodes"])
+    try:
+        result = project_layers(run, names, cfg, reference=reference, cached_only=True)
+        if result is None and not (compute or st.session_state.may_compute):
+            _offer_layouts(run, cfg, names)
+        if result is None:
+            result = _compute(run, names, cfg, reference)
+    except UserError as e:      # e.g. a layer with NaN rows: say so, keep the rest of the app
+        st.error(escape_markdown(e), icon=":material/error:")
+        st.stop()
+    return {layout.layer: layout for layout in result}
+
+
+def _compute(run: Run, names: list[str], cfg: ProjectionConfig, reference: list[Layout] | None) -> list[Layout]:
     bar = st.empty()
 
     def report(step: int, steps: int, message: str) -> None:
         bar.progress(min(step / max(steps, 1), 1.0), text=escape_markdown(f"Projecting {run.name}: {message}"))
 
-    names = layers or [entry["name"] for entry in run.layers]
     try:
-        result = project_layers(run, names, _for_graph(cfg, run.record["dataset"]["num_nodes"]),
-                                reference=reference, progress=report)
-    except UserError as e:      # e.g. a layer with NaN rows: say so, keep the rest of the app
-        st.error(escape_markdown(e), icon=":material/error:")
-        st.stop()
+        return project_layers(run, names, cfg, reference=reference, progress=report)
     finally:
         bar.empty()
-    return {layout.layer: layout for layout in result}
+
+
+def _offer_layouts(run: Run, cfg: ProjectionConfig, names: list[str]) -> None:
+    """A note that these layouts are not in the run's cache, and the button
+    that computes them; stops the page until it is pressed."""
+    points = min(cfg.sample or DEFAULT_SAMPLE, run.record["dataset"]["num_nodes"])
+    st.info(escape_markdown(f"{run.name} has no {cfg.method.upper()} layout of {points:,} points for "
+                            f"{', '.join(names)} yet; laying them out writes them to its projections/ folder "
+                            "for everyone who opens it."), icon=":material/info:")
+    if st.button(f"Lay out {len(names)} layer{'s' * (len(names) > 1)}", key=f"lay_out_{run.name}",
+                 type="primary"):
+        st.session_state.may_compute = True
+        st.rerun()
+    st.stop()
 
 
 def explore_map(run: Run, layer: str, all_layouts: dict[str, Layout], style: MapStyle) -> tuple[str, list[str]]:
@@ -293,6 +321,9 @@ def projection_settings() -> ProjectionConfig:
                                       "all nodes when the graph has fewer")
     chosen = dataclasses.replace(cfg, method=method, n_neighbors=n_neighbors, min_dist=min_dist,
                                  metric=metric, seed=int(seed), sample=int(points))
+    if (method, n_neighbors, min_dist, metric, int(seed), int(points)) != \
+            (cfg.method, cfg.n_neighbors, cfg.min_dist, cfg.metric, cfg.seed, cfg.sample or DEFAULT_SAMPLE):
+        st.session_state.may_compute = True         # the person moved a setting: lay out what it asks
     st.session_state.projection = chosen
     return chosen
 
@@ -322,5 +353,5 @@ def build_demo_run() -> None:
             train_run(TrainConfig(dataset="demo", model="sage"), root, DEMO_RUN, progress=False,
                       resume=(run_dir / RESUME_FILE).exists())
         st.write("Projecting every layer with UMAP…")
-        layouts(read_run(run_dir), st.session_state.projection)
+        layouts(read_run(run_dir), st.session_state.projection, compute=True)
         status.update(label="Demo run ready", state="complete", expanded=False)

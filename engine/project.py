@@ -179,7 +179,8 @@ def resolve_layers(run: Run, spec: str | list[str]) -> list[str]:
 
 def project_layers(run: Run, layers: list[str], cfg: ProjectionConfig = ProjectionConfig(),
                    reference: list[Layout] | None = None,
-                   progress: bool | Callable[[int, int, str], None] = False) -> list[Layout]:
+                   progress: bool | Callable[[int, int, str], None] = False,
+                   cached_only: bool = False) -> list[Layout] | None:
     """Layouts of ``layers`` of ``run``, from the cache when they are there.
 
     Args:
@@ -191,17 +192,26 @@ def project_layers(run: Run, layers: list[str], cfg: ProjectionConfig = Projecti
             layer is aligned onto the one before it.
         progress: ``True`` for a tqdm bar on stderr, or a callback
             ``(step, steps, message)`` (the dashboard's progress bar).
+        cached_only: compute and write nothing: None when any layout is not
+            in the cache (what a dashboard link may ask, ``dashboard.links``).
 
     Returns one ``Layout`` per layer. Reads ``layers/<name>.npy``; writes
     ``projections/<key>.{parquet,json}`` for each layout it computes.
     """
+    try:
+        return _project(run, layers, cfg, reference, progress, _Store(run, read_only=cached_only))
+    except _NotCached:
+        return None
+
+
+def _project(run: Run, layers: list[str], cfg: ProjectionConfig, reference: list[Layout] | None,
+             progress: bool | Callable[[int, int, str], None], store: _Store) -> list[Layout]:
     labels = run.nodes()["label"].to_numpy()
     cfg.check(labels.size)
     if reference is not None and len(reference) != len(layers):
         raise ValueError(f"{len(reference)} reference layouts for {len(layers)} layers")
     sample = np.arange(labels.size) if cfg.all_nodes and (cfg.sample or 0) >= labels.size \
         else shared_sample(labels, cfg.sample, cfg.seed)
-    store = _Store(run)
     report = _Progress(progress, steps=len(layers) * 2)
     if cfg.align == "aligned-umap":
         return _aligned_umap(run, layers, cfg, sample, store, report)
@@ -375,6 +385,8 @@ def _aligned_umap(run: Run, layers: list[str], cfg: ProjectionConfig, sample: np
     if all(layout is not None for layout in cached):
         report.close()
         return cached
+    if store.read_only:
+        raise _NotCached
 
     import umap
 
@@ -435,12 +447,18 @@ def _raw_key(store: _Store, name: str, sample: np.ndarray, cfg: ProjectionConfig
                     "backend": _backend(cfg)})
 
 
-class _Store:
-    """``<run>/projections/``: layouts by key, and the layer files' content hashes."""
+class _NotCached(Exception):
+    """A layout a read-only ``_Store`` does not hold."""
 
-    def __init__(self, run: Run):
+
+class _Store:
+    """``<run>/projections/``: layouts by key, and the layer files' content
+    hashes; ``read_only`` never writes (and ``get_or_make`` makes nothing)."""
+
+    def __init__(self, run: Run, read_only: bool = False):
         self.run = run
         self.folder = run.path / PROJECTIONS_DIR
+        self.read_only = read_only
         self._digests = None
 
     def layer_digest(self, name: str) -> str:
@@ -464,8 +482,9 @@ class _Store:
             while chunk := f.read(1 << 24):
                 h.update(chunk)
         self._digests[file] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "blake2b": h.hexdigest()}
-        self.folder.mkdir(exist_ok=True)
-        atomic_write_json(self.folder / DIGESTS_FILE, self._digests)
+        if not self.read_only:
+            self.folder.mkdir(exist_ok=True)
+            atomic_write_json(self.folder / DIGESTS_FILE, self._digests)
         return h.hexdigest()
 
     def get(self, key: str) -> Layout | None:
@@ -514,6 +533,8 @@ class _Store:
 
     def get_or_make(self, key: str, make: Callable[[], Layout], report: _Progress, what: str) -> Layout:
         layout = self.get(key)
+        if layout is None and self.read_only:
+            raise _NotCached
         if layout is None:
             layout = self.put(key, make())
         report.step(f"{what}{' (cached)' if layout.info['cached'] else ''}")

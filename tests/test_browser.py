@@ -119,6 +119,8 @@ def test_a_selection_in_one_compare_panel_lights_up_in_every_panel(photo_run, tm
     shutil.copytree(photo_run, runs / "sage")
     with dashboard(runs, tmp_path / "streamlit.log") as url, chromium_page() as page:
         page.goto(f"{url}/compare")
+        # A run never laid out: the page offers the layout instead of computing it on opening.
+        page.get_by_role("button", name="Lay out").click(timeout=120_000)
         frame = wait_for_map_frame(page)
         page.wait_for_function("n => document.querySelectorAll(n).length == 3", arg=MAP_FRAME)
         # What plotly emits after a box or lasso around nodes 5 and 17 in the first panel.
@@ -128,7 +130,8 @@ def test_a_selection_in_one_compare_panel_lights_up_in_every_panel(photo_run, tm
         panels = [f for f in page.frames if "plotly_map" in f.url]
         selected = []
         for panel in panels:
-            panel.wait_for_function("() => document.getElementById('map')._fullData.some(t => t.selectedpoints)",
+            panel.wait_for_function("() => { const map = document.getElementById('map');"         # drawn again
+                                    "  return map && map._fullData && map._fullData.some(t => t.selectedpoints); }",
                                     timeout=60_000)
             selected.append(panel.evaluate("() => document.getElementById('map')._fullData.reduce("
                                            "(n, t) => n + (t.selectedpoints ? t.selectedpoints.length : 0), 0)"))

@@ -139,6 +139,31 @@ def test_explore_legend_isolates_and_hides_categories(app):
     assert len([t for t in figure["data"] if t.get("showlegend")]) == 6
 
 
+def _lay_out(at: AppTest) -> None:
+    """Press the page's Lay out button, if it shows one: a page computes no
+    layout the run's cache lacks until asked."""
+    for button in [b for b in at.button if str(b.key).startswith("lay_out_")][:1]:
+        button.click().run()
+    assert not [b for b in at.button if str(b.key).startswith("lay_out_")]
+
+
+def test_opening_a_page_computes_no_layout_until_asked(app, runs, tmp_path, monkeypatch):
+    """A run with no cached layouts: the page says so and offers a button,
+    and nothing is written to its projections/ folder until it is pressed."""
+    import shutil
+
+    shutil.copytree(runs / "photo-sage", tmp_path / "fresh", ignore=shutil.ignore_patterns("projections"))
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["projection"] = FAST
+    at.run()
+    assert not at.exception and "no UMAP layout of" in at.info[0].value
+    assert not (tmp_path / "fresh" / "projections").exists()
+    _lay_out(at)
+    assert not at.exception and len(_figures(at)) == 1
+    assert list((tmp_path / "fresh" / "projections").glob("*.parquet"))
+
+
 def test_compare_shows_three_aligned_layers_with_their_metrics(app, runs):
     at = _open(app, "compare")
     figures = _figures(at)
@@ -151,6 +176,7 @@ def test_compare_shows_three_aligned_layers_with_their_metrics(app, runs):
         assert f"kNN acc. {entry['metrics']['knn_acc']:.3f}" in captions
 
     at.radio(key="compare_mode").set_value("one layer across runs").run()
+    _lay_out(at)        # runs aligned onto another are laid out when asked
     assert not at.exception
     # the layers all three runs have are input, hidden1, hidden2 (logits / embedding differ): the one before last
     assert [f["layout"]["title"]["text"] for f in _figures(at)] == [f"photo-{name} · hidden1" for name in
@@ -161,6 +187,7 @@ def test_compare_puts_a_supervised_and_a_contrastive_sage_side_by_side(app, runs
     at = _open(app, "compare")
     at.radio(key="compare_mode").set_value("one layer across runs").run()
     at.selectbox(key="compare_layer").set_value("hidden2").run()
+    _lay_out(at)
     assert not at.exception
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]
     assert "photo-sage · hidden2" in titles and "photo-contrastive · hidden2" in titles
@@ -340,5 +367,6 @@ def test_a_layer_with_nan_rows_is_an_error_message_not_a_traceback(photo_run, tm
     at = AppTest.from_file(APP, default_timeout=300)
     at.session_state["projection"] = FAST
     at.run()
+    _lay_out(at)
     assert not at.exception
     assert "layer hidden1 has NaN or infinite values" in at.error[0].value
