@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("LAYERSCOPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,6 +45,17 @@ def browser_missing() -> str | None:
     except ImportError:
         return "playwright is not installed (pip install -e '.[test]')"
     return None
+
+
+@pytest.fixture(autouse=True)
+def needs_browser():
+    """Imported by a browser test module: each of its tests is skipped without
+    a browser, saying why (under CI=true, fails)."""
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -13,22 +13,13 @@ import time
 from urllib.parse import quote, urlsplit
 
 import numpy as np
-import pytest
 
 from layerscope.engine.data.synthetic import DEMO_CATEGORIES
-from tests.browser import (DEMO_RUN, EXCEPTION, MAP, MAP_FRAME, browser_missing, chromium_page, dashboard,
-                           dashboard_server, demo_runs, name_a_layer_file, rename_everything, wait_for_map_frame)
+from tests.browser import (DEMO_RUN, EXCEPTION, MAP, MAP_FRAME, chromium_page, dashboard, dashboard_server,
+                           demo_runs, name_a_layer_file, rename_everything, wait_for_map_frame)
+from tests.browser import needs_browser  # noqa: F401 (autouse: skips without a browser)
 
 FIRST_MAP_SECONDS = 120      # fresh machine, empty runs folder: train, embed, project the demo, draw it
-
-
-@pytest.fixture(autouse=True)
-def needs_browser():
-    reason = browser_missing()
-    if reason:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 def _screenshot_dir(tmp_path):

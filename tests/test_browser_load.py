@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
 
 import pytest
 
-from tests.browser import (CHROMIUM, CHROMIUM_FLAGS, DEMO_RUN, EXCEPTION, MAP, MAP_FRAME, browser_missing,
-                           chromium_page, dashboard_server, demo_runs, rss_bytes, wait_for_map_frame)
+from tests.browser import (CHROMIUM, CHROMIUM_FLAGS, DEMO_RUN, EXCEPTION, MAP, MAP_FRAME, chromium_page,
+                           dashboard_server, demo_runs, rss_bytes, wait_for_map_frame)
+from tests.browser import needs_browser  # noqa: F401 (autouse: skips without a browser)
 
 SESSIONS = 10
 SWITCHES = 10                   # layer button presses per session
 SWITCH_SECONDS = 60             # the longest a press may take to reach the server and come back
 MEMORY_GROWTH = 500 * 2**20     # server RSS growth allowed over the whole run
 FIRST_KNN = "[data-testid='stMetricValue']"     # the Explore page's first metric tile: the layer's kNN accuracy
-
-
-@pytest.fixture(autouse=True)
-def needs_browser():
-    reason = browser_missing()
-    if reason:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
