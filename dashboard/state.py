@@ -120,8 +120,8 @@ def offer_asked_layout(run: Run) -> None:
     now = _for_graph(st.session_state.projection, run.record["dataset"]["num_nodes"])
     shown = min(now.sample or DEFAULT_SAMPLE, run.record["dataset"]["num_nodes"])
     note, button = st.columns([5, 2], vertical_alignment="center")
-    note.info(f"This link asks for {asked.sample:,} points, not laid out yet; the map shows {shown:,}.",
-              icon=":material/info:")
+    note.info(f"This link asks for {asked.sample:,} points, not laid out yet; this page uses {shown:,} "
+              "(the sidebar's setting).", icon=":material/info:")
     if button.button(f"Compute the {asked.sample:,}-point layout", key="compute_asked_layout", width="stretch"):
         st.session_state.projection, st.session_state.asked_projection = asked, None
         st.session_state.may_compute = True

@@ -157,7 +157,7 @@ def test_a_links_points_never_crash_a_page_nor_start_a_projection(runs, monkeypa
 def test_a_links_layout_is_computed_by_its_button_then_found_by_the_next_link(runs, monkeypatch):
     before = _projections(runs)
     at = _open(_app(runs, monkeypatch, points="2000"), "explore")
-    assert "the map shows 5,000" in at.info[0].value and _projections(runs) == before
+    assert "this page uses 5,000" in at.info[0].value and _projections(runs) == before
     at.button(key="compute_asked_layout").click().run()
     assert not at.exception and not [i for i in at.info if "This link asks" in i.value]
     made = _projections(runs) - before
