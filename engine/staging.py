@@ -112,7 +112,8 @@ def rebuilt_run_folder(run_dir: Path) -> Iterator[Path]:
     staging = run_dir.with_name(f".{run_dir.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        shutil.copytree(run_dir, staging, copy_function=_link, symlinks=False)
+        # symlinks=True copies a link as a link: a planted one is never followed out of the run.
+        shutil.copytree(run_dir, staging, copy_function=_link, symlinks=True)
         yield staging
         _swap(staging, run_dir)
     finally:

@@ -243,3 +243,19 @@ def test_without_an_atomic_exchange_a_swap_cut_in_half_is_put_back(tmp_path, mon
     os.rename(tmp_path / "r", tmp_path / f".r.{_dead_pid()}.old")          # killed between the two renames
     staging.sweep(tmp_path, depth=1)
     assert (tmp_path / "r" / "run.json").read_text() == "new" and leftovers(tmp_path) == []
+
+
+def test_a_rebuild_never_follows_a_link_out_of_the_run(tmp_path):
+    """A run folder is untrusted: a symlink planted in it is copied as a
+    link when the run is rebuilt, never followed to what lies outside."""
+    from layerscope.engine import staging
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("not the run's")
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "run.json").write_text("old")
+    (tmp_path / "runs" / "r" / "extra").symlink_to(tmp_path / "outside")
+    with staging.rebuilt_run_folder(tmp_path / "runs" / "r") as copy:
+        assert (copy / "extra").is_symlink()
+        assert (tmp_path / "outside" / "secret").stat().st_nlink == 1       # not hard-linked into the copy
+    assert (tmp_path / "runs" / "r" / "extra").is_symlink()
