@@ -40,7 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from layerscope.engine.data import load_dataset  # noqa: E402
-from layerscope.engine.train import TrainConfig, fit  # noqa: E402
+from layerscope.engine.config import TrainConfig  # noqa: E402
+from layerscope.engine.train import fit  # noqa: E402
 
 PUBLISHED = {"gcn": 0.912, "sage": 0.914}       # Shchur et al., Table 2, Amazon Photo
 SHCHUR = dict(split="per-class:20,30", num_layers=2, lr=0.01, weight_decay_on="first", monitor="loss",

@@ -66,7 +66,8 @@ def build_run(folder: Path) -> None:
     from layerscope.engine.data.splits import stratified_split
     from layerscope.engine.data.synthetic import copurchase_graph
     from layerscope.engine.embed import embed_run
-    from layerscope.engine.train import TrainConfig, fit
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.train import fit
 
     print(f"# building the benchmark run in {folder} (once; about 10 minutes on 2 cores)", flush=True)
     data = copurchase_graph(NODES, 1.0 / np.arange(1, CLASSES + 1), avg_degree=DEGREE, homophily=0.8,

@@ -187,7 +187,7 @@ def reference_epoch_gpu(data_root: str, scale: float, device: str) -> dict:
     from torch_geometric.nn.models import GraphSAGE
 
     from layerscope.engine.sampler import neighbor_batches
-    from layerscope.engine.train import gpu_peak_bytes, resolve_device
+    from layerscope.engine.device import gpu_peak_bytes, resolve_device
 
     device = resolve_device(device)
     start = time.perf_counter()
@@ -214,7 +214,7 @@ def reference_embed_gpu(data_root: str, scale: float, run: Path, device: str) ->
     import torch
     from torch_geometric.nn.models import GraphSAGE
 
-    from layerscope.engine.train import gpu_peak_bytes, resolve_device
+    from layerscope.engine.device import gpu_peak_bytes, resolve_device
 
     device = resolve_device(device)
     bundle = _synthetic(data_root, scale)
@@ -315,7 +315,7 @@ def main() -> None:
     from layerscope.engine.data.products import dataset_folder
     from layerscope.engine.project import ProjectionConfig, project_layers, shared_sample
     from layerscope.engine.runs import read_run
-    from layerscope.engine.train import resolve_device
+    from layerscope.engine.device import resolve_device
 
     python = sys.executable
     device = resolve_device(args.device)

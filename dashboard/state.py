@@ -339,7 +339,8 @@ def build_demo_run() -> None:
     a build that was killed part-way is continued, not restarted."""
     from layerscope.engine.embed import embed_run
     from layerscope.engine.runs import PENDING_FILE, RESUME_FILE
-    from layerscope.engine.train import TrainConfig, train_run
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.pipeline import train_run
 
     root = runs_root()
     run_dir = root / DEMO_RUN

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS
     from layerscope.engine.models import MODELS
     from layerscope.engine.sampler import SAMPLERS
-    from layerscope.engine.train import AGGREGATIONS, MONITORS, WEIGHT_DECAY_ON, TrainConfig
+    from layerscope.engine.config import AGGREGATIONS, MONITORS, WEIGHT_DECAY_ON, TrainConfig
     from layerscope.engine.user_model import PREDICTIONS
 
     d = TrainConfig()
@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from layerscope.engine.runs import default_run_name
-    from layerscope.engine.train import TrainConfig, train_run
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.pipeline import train_run
 
     if args.resume and not args.name:
         raise UserError("--resume needs --name RUN, the run to continue")
@@ -381,7 +382,7 @@ def _refuse_given(args: argparse.Namespace, names: tuple[str, ...], why: str) ->
 def _embed_state_dict(args: argparse.Namespace, name: str) -> dict:
     """``embed --checkpoint`` of a plain PyG state dict with a declared model or a factory."""
     from layerscope.engine.data import load_dataset
-    from layerscope.engine.train import TrainConfig
+    from layerscope.engine.config import TrainConfig
     from layerscope.engine.user_model import embed_state_dict
 
     if args.model and args.model_factory:

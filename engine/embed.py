@@ -23,6 +23,7 @@ import torch
 
 from layerscope.engine.data import GraphBundle, load_dataset
 from layerscope.engine.data.splits import DEFAULT_SPLIT, read_split_file, stratified_split
+from layerscope.engine.device import device_name, gpu_peak_bytes, resolve_device
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
 from layerscope.engine.record import (DTYPES, RunRecord, RunWriter, layer_file_name, probe_probabilities, softmax,
@@ -78,7 +79,6 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     ``metrics`` is ``RunWriter``'s (full, fast or none).
     """
     from layerscope.engine.models import load_model
-    from layerscope.engine.train import resolve_device
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
@@ -101,8 +101,6 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
 
 def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: torch.Tensor, bundle: GraphBundle,
                 torch_device: torch.device, dtype: str, block_rows: int, progress: bool, metrics: str) -> dict:
-    from layerscope.engine.train import device_name, gpu_peak_bytes
-
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     labels, split = bundle.data.y.numpy(), bundle_split(bundle)

@@ -27,8 +27,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from layerscope.engine.data import GraphBundle
+from layerscope.engine.device import bf16_autocast
 from layerscope.engine.models import forward_seeds
-from layerscope.engine.objectives import bf16_autocast, classification_metrics
+from layerscope.engine.quality import classification_metrics
 from layerscope.engine.sampler import neighbor_batches, resolve_sampler
 
 CONTRASTIVE = ("infonce", "margin")

@@ -16,36 +16,10 @@ from tqdm.auto import tqdm
 
 from layerscope.engine.data import GraphBundle
 from layerscope.engine.data.bundle import adjacency
+from layerscope.engine.device import bf16_autocast
 from layerscope.engine.models import forward_seeds
+from layerscope.engine.quality import classification_metrics
 from layerscope.engine.sampler import neighbor_batches, resolve_sampler
-
-
-def classification_metrics(y_true: Tensor, y_pred: Tensor, evaluator=None) -> dict[str, float]:
-    """Accuracy (by the OGB ``Evaluator`` when given) and macro precision, recall, F1."""
-    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-
-    y_true, y_pred = y_true.cpu().numpy(), y_pred.cpu().numpy()
-    if evaluator is not None:
-        acc = evaluator.eval({"y_true": y_true[:, None], "y_pred": y_pred[:, None]})["acc"]
-    else:
-        acc = accuracy_score(y_true, y_pred)
-    p, r, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
-    return {"acc": float(acc), "macro_precision": float(p), "macro_recall": float(r), "macro_f1": float(f1)}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bf16 natively: CUDA, or a CPU with
-    AVX512-BF16 or AMX (elsewhere oneDNN emulates bf16, slower than float32)."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and any(getattr(torch.cpu, check, lambda: False)()
-                                        for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def bf16_autocast(device: torch.device, enabled: bool):
-    # bf16 autocast for sampled batches where the hardware has it: bench/scale.py's
-    # ogbn-products-size epoch on 2 EPYC cores (AVX512-BF16) takes 127 s instead of 197 s.
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native_bf16(device))
 
 
 class Supervised:

@@ -129,3 +129,17 @@ def cka_matrix(layers_a: list[np.ndarray], layers_b: list[np.ndarray], nodes: np
     """(len(layers_a), len(layers_b)) linear CKA between layers, on ``nodes``."""
     return np.array([[linear_cka(np.asarray(a[nodes]), np.asarray(b[nodes])) for b in layers_b]
                      for a in layers_a])
+
+
+def classification_metrics(y_true, y_pred, evaluator=None) -> dict[str, float]:
+    """Accuracy (by the OGB ``Evaluator`` when given) and macro precision, recall, F1 of
+    (N,) true and predicted classes (tensors)."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    y_true, y_pred = y_true.cpu().numpy(), y_pred.cpu().numpy()
+    if evaluator is not None:
+        acc = evaluator.eval({"y_true": y_true[:, None], "y_pred": y_pred[:, None]})["acc"]
+    else:
+        acc = accuracy_score(y_true, y_pred)
+    p, r, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    return {"acc": float(acc), "macro_precision": float(p), "macro_recall": float(r), "macro_f1": float(f1)}

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from layerscope.engine import __version__
+from layerscope.engine.data.splits import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, linear_probe, quality_sample, score_layer
 from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
@@ -34,7 +35,6 @@ from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_F
 
 DTYPES = ("float32", "float16")
 METRICS_MODES = ("full", "fast", "none")    # what is scored per layer: see engine.quality.score_layer
-SPLIT_NAMES = ("train", "val", "test")
 _LAYER_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 

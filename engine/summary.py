@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from layerscope.engine.data.splits import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, quality_sample
 from layerscope.engine.runs import Run
 
-SPLITS = ("train", "val", "test")
 METRIC_COLUMNS = {          # column -> what the dashboard calls it
     "knn_acc": "kNN accuracy",
     "silhouette": "silhouette",
@@ -78,7 +78,7 @@ def best_layer(frame: pd.DataFrame, metric: str = "knn_acc") -> str | None:
 def split_indices(nodes: pd.DataFrame) -> dict[str, np.ndarray]:
     """Node indices of each split, from ``nodes.parquet``'s ``split`` column."""
     split = nodes["split"].astype(str).to_numpy()
-    return {name: np.flatnonzero(split == name) for name in SPLITS}
+    return {name: np.flatnonzero(split == name) for name in SPLIT_NAMES}
 
 
 def same_graph(a: Run, b: Run) -> bool:

@@ -137,7 +137,7 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
     model's output, ``logits`` or ``embedding``), ``nodes.parquet``,
     ``graph/`` and ``run.json``. Returns the record and the path taken.
     """
-    from layerscope.engine.train import device_name, resolve_device
+    from layerscope.engine.device import device_name, resolve_device
 
     if predictions not in PREDICTIONS:
         raise UserError(f"predictions={predictions!r}: choose from {', '.join(PREDICTIONS)}")

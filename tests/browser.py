@@ -145,7 +145,8 @@ def demo_runs(tmp_path_factory) -> Path:
     if not (built / DEMO_RUN / "run.json").exists():
         from layerscope.engine.project import ProjectionConfig, project_layers
         from layerscope.engine.runs import read_run
-        from layerscope.engine.train import TrainConfig, train_run
+        from layerscope.engine.config import TrainConfig
+        from layerscope.engine.pipeline import train_run
 
         shutil.rmtree(built, ignore_errors=True)
         train_run(TrainConfig(dataset="demo", model="sage"), built, DEMO_RUN, progress=False)

@@ -39,7 +39,8 @@ def photo(shared_data):
 def photo_run(shared_data, tmp_path_factory) -> Path:
     """An embedded Amazon Photo sage run (3 x 64, 60 epochs, 60/20/20 seed 0).
     Shared by the session: copy it before changing it."""
-    from layerscope.engine.train import TrainConfig, train_run
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.pipeline import train_run
 
     out = tmp_path_factory.mktemp("photo")
     cfg = TrainConfig(dataset="amazon-photo", model="sage", hidden_channels=64, epochs=60, split="60/20/20",

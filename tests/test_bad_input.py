@@ -38,7 +38,8 @@ class _Planted:
 def world(tmp_path_factory) -> Path:
     """A folder of inputs the cases point at: a small demo run, embedding,
     label and edge files good and bad, a planted pickle, a CSV graph."""
-    from layerscope.engine.train import TrainConfig, train_run
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.pipeline import train_run
 
     w = tmp_path_factory.mktemp("world")
     train_run(TrainConfig(dataset="demo", model="sage", epochs=3, hidden_channels=8), w / "runs", "demo",

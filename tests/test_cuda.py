@@ -9,7 +9,8 @@ import torch
 
 from layerscope.engine.data import load_dataset
 from layerscope.engine.embed import embed_run
-from layerscope.engine.train import TrainConfig, train_run
+from layerscope.engine.config import TrainConfig
+from layerscope.engine.pipeline import train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -23,7 +23,8 @@ from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run
 from layerscope.engine.project import ProjectionConfig, project_layers
 from layerscope.engine.runs import read_run
 from layerscope.engine.summary import confusion, cross_run_cka, layer_metrics
-from layerscope.engine.train import TrainConfig, train_run
+from layerscope.engine.config import TrainConfig
+from layerscope.engine.pipeline import train_run
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 FAST = ProjectionConfig(n_epochs=60)     # all 7,650 Photo nodes, fewer UMAP epochs

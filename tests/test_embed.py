@@ -19,7 +19,8 @@ from tests.conftest import ROOT, assert_one_line_error, run_engine
 from layerscope.engine.data import load_dataset
 from layerscope.engine.embed import embed_run
 from layerscope.engine.models import adjacency, load_model
-from layerscope.engine.train import TrainConfig, train_run
+from layerscope.engine.config import TrainConfig
+from layerscope.engine.pipeline import train_run
 
 
 def _train(out, name, bundle, **kw):

@@ -15,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 from layerscope.engine.errors import UserError
 from layerscope.engine.project import ProjectionConfig, project_layers
 from layerscope.engine.runs import read_run
-from layerscope.engine.train import TrainConfig, train_run
+from layerscope.engine.config import TrainConfig
+from layerscope.engine.pipeline import train_run
 from tests.conftest import ROOT, run_engine
 
 

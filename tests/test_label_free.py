@@ -14,7 +14,8 @@ from tests.conftest import assert_one_line_error, run_engine
 from layerscope.engine.data import load_dataset
 from layerscope.engine.layerwise import last_layer
 from layerscope.engine.models import load_model
-from layerscope.engine.train import TrainConfig, fit
+from layerscope.engine.config import TrainConfig
+from layerscope.engine.train import fit
 
 SMALL = dict(dataset="cora", hidden_channels=64, out_channels=32, num_layers=2)
 

@@ -75,7 +75,8 @@ def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, 
     epoch of the reference recipe, float16 dumps, a projection, the dashboard's reader."""
     from layerscope.engine.project import ProjectionConfig, project_layers
     from layerscope.engine.runs import read_run, scan_runs
-    from layerscope.engine.train import TrainConfig, train_run
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.pipeline import train_run
 
     start = time.perf_counter()
     cfg = TrainConfig(dataset="synthetic-products", scale=0.1, model="sage", epochs=1, fanout=[15, 10, 5],
@@ -104,7 +105,8 @@ def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, 
 
 def test_a_graph_above_the_compaction_size_keeps_only_an_int32_csr(monkeypatch, tmp_path):
     import layerscope.engine.data
-    from layerscope.engine.train import TrainConfig, fit
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.train import fit
 
     plain = load_dataset("demo")
     monkeypatch.setattr(layerscope.engine.data, "COMPACT_ABOVE", 0)

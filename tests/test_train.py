@@ -11,7 +11,9 @@ import torch
 from layerscope.engine.data import load_dataset
 from layerscope.engine.models import ModelConfig, build_model, load_model
 from layerscope.engine.runs import SCHEMA_VERSION
-from layerscope.engine.train import TrainConfig, fit, train_run
+from layerscope.engine.config import TrainConfig
+from layerscope.engine.pipeline import train_run
+from layerscope.engine.train import fit
 
 
 def test_demo_reaches_80_percent_in_under_a_minute(tmp_path):
