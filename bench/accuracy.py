@@ -59,7 +59,7 @@ LABEL_FREE_SPLIT = "10/10/80"
 LABEL_FREE = {
     "unsup": dict(model="sage", objective="unsup", l2_normalize=True, num_layers=2, hidden_channels=256,
                   out_channels=256, lr=0.001, epochs=30, batch_size=512, patience=30),
-    "infonce": dict(model="sage", objective="contrastive", contrastive="infonce", num_layers=2,
+    "infonce": dict(model="sage", objective="infonce", num_layers=2,
                     hidden_channels=256, out_channels=256, lr=0.001, weight_decay=1e-5, tau=0.5, epochs=500,
                     batch_size=8192, patience=500),
 }

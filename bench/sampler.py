@@ -115,7 +115,7 @@ def to_csc(edge_index: torch.Tensor, num_nodes: int) -> tuple[np.ndarray, np.nda
 
 
 def bench_graph(name: str, edge_index: torch.Tensor, num_nodes: int) -> dict:
-    from layerscope.engine.models import adjacency
+    from layerscope.engine.data.bundle import adjacency
     from layerscope.engine.sampler import NeighborSampler
 
     batches = seed_batches(num_nodes)

@@ -113,10 +113,10 @@ def conv_refusal(conv: torch.nn.Module, device: torch.device | str = "cpu") -> s
     return None
 
 
-def layers_of(model: torch.nn.Module, device: torch.device | str = "cpu") -> list[Layer]:
+def layers_of(model: torch.nn.Module, device: torch.device | str = "cpu", last_name: str = "logits") -> list[Layer]:
     """The layers of a model ``fast_path_refusal`` accepts, in ``forward``
-    order, named as their files: ``hidden1 ... hiddenK`` then ``logits``
-    (classifiers), ``embedding`` (label-free objectives) or ``mu`` (gvae).
+    order, named as their files: ``hidden1 ... hiddenK``, then ``last_name``
+    (what the model was trained for says it: ``ObjectiveSpec.last_layer``).
 
     Raises ``ValueError`` naming the layer and setting it cannot reproduce.
     """
@@ -125,10 +125,9 @@ def layers_of(model: torch.nn.Module, device: torch.device | str = "cpu") -> lis
         raise ValueError(f"the block-wise layer-wise path cannot reproduce this model: {reason}")
     if isinstance(model, GVAE):
         hidden = [Layer(f"hidden{i + 1}", conv, torch.relu) for i, conv in enumerate(model.convs)]
-        return hidden + [Layer("mu", model.conv_mu, None)]
+        return hidden + [Layer(last_name, model.conv_mu, None)]
     last = model.num_layers - 1
-    head = "logits" if getattr(model, "objective", "supervised") == "supervised" else "embedding"
-    return [Layer(head if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
+    return [Layer(last_name if i == last else f"hidden{i + 1}", conv, None if i == last else model.act)
             for i, conv in enumerate(model.convs)]
 
 
@@ -241,7 +240,7 @@ def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int
 
 @torch.no_grad()
 def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int = DEFAULT_BLOCK_ROWS,
-              progress: bool = True) -> Iterator[tuple[str, Tensor]]:
+              progress: bool = True, last_name: str = "logits") -> Iterator[tuple[str, Tensor]]:
     """Yield ``(name, output)`` for every layer of ``model``, in order.
 
     Args:
@@ -250,13 +249,14 @@ def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int 
         adj_t: the graph as ``engine.data.bundle.adjacency`` gives it (both
             directions of undirected edges), on ``x``'s device.
         block_rows: target rows per block; bounds the memory of one step.
+        last_name: the last layer's name (``layers_of``).
 
     Yields:
         ``(name, (N, width) tensor)`` per layer; the last equals
         ``model(x, edge_index)`` in eval mode. Each output becomes the next
         layer's input, so a caller that writes it out can drop it.
     """
-    layers = layers_of(model, x.device)
+    layers = layers_of(model, x.device, last_name)
     was_training = model.training
     model.eval()
     normalized: dict = {}

@@ -1,4 +1,4 @@
-"""Encoders by name, their checkpoints, and the graph as a sparse adjacency.
+"""Encoders by name and their checkpoints.
 
 Every model here has ``forward(x, edge_index)`` (``edge_index`` may also be a
 sparse adjacency ``adj_t``) and ``num_layers``; ``engine.layerwise`` returns
@@ -20,7 +20,6 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.models import GCN, GraphSAGE
 from torch_geometric.nn.models.basic_gnn import BasicGNN
 
-from layerscope.engine.data.bundle import adjacency  # noqa: F401  (re-exported: models run on it)
 from layerscope.engine.errors import UserError
 
 
@@ -36,7 +35,7 @@ class ModelConfig:
     dropout: float             # dropout after every hidden layer, training only
     input_dropout: float = 0.0  # dropout on the input features, training only
     l2_normalize: bool = False  # sage: scale every layer's output to unit L2 norm
-    objective: str = "supervised"  # what it was trained for: names the last layer (logits or embedding)
+    objective: str = "supervised"  # what it was trained for (engine.objectives): names its last layer
     aggr: str | None = None    # sage / graphconv neighbour aggregation; None: the layer's default (mean / sum)
 
 
@@ -161,18 +160,14 @@ def _basic_gnn(cls) -> Callable[[ModelConfig], torch.nn.Module]:
                     dropout=c.dropout, act="relu", **extra)
         model.input_dropout = c.input_dropout
         model.dropout = Dropout(c.dropout)
-        model.objective = c.objective
         return model
     return build
-
-
-LABEL_FREE = ("unsup", "contrastive")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     build: Callable[[ModelConfig], torch.nn.Module]
-    objectives: tuple[str, ...]     # what it can train for; the first is the default
+    objective: str                  # what it trains for by default (a key of engine.objectives.OBJECTIVES)
     # Whether sampled batches may compute each layer for only the hops a later
     # layer reads (``forward_sampled``). Exact for SAGE and GraphConv; GCN's
     # symmetric normalisation reads the sender's degree, which trimming changes.
@@ -180,18 +175,17 @@ class ModelSpec:
     # Whether its layers take a neighbour aggregation (--aggr): a state dict
     # does not say which, so loading one needs it stated.
     aggregates: bool = False
-
-    @property
-    def objective(self) -> str:
-        return self.objectives[0]
+    # Whether it trains only the objectives that name it (gvae: vgae), rather
+    # than any objective for a general encoder.
+    dedicated: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
-    "sage": ModelSpec(_basic_gnn(SAGE), ("supervised", *LABEL_FREE), trims=True, aggregates=True),
-    "gcn": ModelSpec(_basic_gnn(GCNModel), ("supervised", *LABEL_FREE), trims=False),    # GCNConv, not cached
-    "graphconv": ModelSpec(_basic_gnn(GraphConvNet), ("supervised", *LABEL_FREE), trims=True, aggregates=True),
+    "sage": ModelSpec(_basic_gnn(SAGE), "supervised", trims=True, aggregates=True),
+    "gcn": ModelSpec(_basic_gnn(GCNModel), "supervised", trims=False),    # GCNConv, not cached
+    "graphconv": ModelSpec(_basic_gnn(GraphConvNet), "supervised", trims=True, aggregates=True),
     "gvae": ModelSpec(lambda c: GVAE(c.in_channels, c.hidden_channels, c.out_channels,
-                                     c.num_layers, c.dropout, c.input_dropout), ("vgae",), trims=False),
+                                     c.num_layers, c.dropout, c.input_dropout), "vgae", trims=False, dedicated=True),
 }
 
 

@@ -56,7 +56,7 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
         # The interrupted run's own settings; only the device may change, and the
         # data root is the user's, never one read from the run folder (run_bundle).
         saved = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=True)["config"]
-        cfg = TrainConfig(**{**saved, "device": cfg.device, "data_root": cfg.data_root})
+        cfg = TrainConfig.from_dict({**saved, "device": cfg.device, "data_root": cfg.data_root})
     elif _killed_before_first_epoch(run_dir):
         shutil.rmtree(run_dir)          # nothing saved yet: start it again
     elif run_dir.exists():

@@ -9,7 +9,7 @@ which becomes ``run.json`` once ``engine.embed`` has written the layers.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,14 +21,98 @@ from layerscope.engine.config import TrainConfig
 from layerscope.engine.data import GraphBundle
 from layerscope.engine.device import device_name, free_memory, gpu_peak_bytes, native_bf16, resolve_device
 from layerscope.engine.errors import UserError
-from layerscope.engine.models import ModelConfig, build_model, save_model
-from layerscope.engine.objectives import make_objective
+from layerscope.engine.models import MODELS, ModelConfig, build_model, save_model
+from layerscope.engine.objectives import OBJECTIVES, Objective
 from layerscope.engine.record import RunRecord
 from layerscope.engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, atomic_torch_save,
                                     atomic_write_csv, atomic_write_json)
 from layerscope.engine.sampler import resolve_sampler
 
 REFERENCE_FANOUT = [15, 10, 5]   # GraphSAGE paper / OGB ogbn-products recipe
+
+
+@dataclass
+class Trainee:
+    """What one training run moves: the model, its objective and optimiser."""
+
+    model: torch.nn.Module
+    model_config: ModelConfig
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    fanout: list[int] | None        # as resolved: None trains full-batch
+
+
+def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = False,
+        progress: bool = True) -> dict:
+    """Train ``cfg.model`` on ``bundle``, writing the run folder ``run_dir``.
+
+    Returns the run's record, also written to ``run.pending.json`` (``embed``
+    turns it into ``run.json``). ``run_dir`` must exist; with ``resume`` it
+    holds the ``last.pt`` of an interrupted run of the same config.
+    """
+    device = resolve_device(cfg.device)
+    if cfg.normalize_features:
+        bundle = bundle.with_normalized_features()
+    t = _trainee(cfg, bundle, device)
+    start_epoch, history, best = (_resumed(run_dir, t, device) if resume
+                                  else (1, [], {"score": -float("inf"), "epoch": 0, "state": None}))
+    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress,
+               initial=start_epoch - 1, total=cfg.epochs)
+    for epoch in bar:
+        # Same dropout and sampling after a resume; Python's ``random`` too, which
+        # PyG's negative sampling (gvae) draws from. NumPy takes seeds below 2^32.
+        seed_everything((cfg.seed * 100_003 + epoch) % 2**32)
+        t0 = time.perf_counter()
+        loss = t.objective.train_epoch(t.model, t.optimizer, epoch)
+        train_seconds = time.perf_counter() - t0
+        metrics = t.objective.evaluate(t.model)
+        penalty = l2_penalty(t.optimizer)
+        row = {"epoch": epoch, "loss": loss, **{k: v for k, v in metrics.items() if k != "score"},
+               "l2_penalty": penalty, "seconds": train_seconds,
+               "eval_seconds": time.perf_counter() - t0 - train_seconds}
+        history.append(row)
+        watched = _watched(cfg.monitor, metrics, penalty)
+        if watched > best["score"]:
+            best = {"score": watched, "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in t.model.state_dict().items()}}
+        tqdm.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        _save_epoch(run_dir, cfg, t, history, best, epoch)
+        if epoch - best["epoch"] >= cfg.patience:
+            tqdm.write(f"early stop: no better validation score for {cfg.patience} epochs")
+            break
+    bar.close()
+    t.model.load_state_dict(best["state"])
+    return _finish(cfg, bundle, run_dir, t, device, history, best)
+
+
+def _trainee(cfg: TrainConfig, bundle: GraphBundle, device: torch.device) -> Trainee:
+    """The model, objective and optimiser ``cfg`` asks for, on ``device``, seeded."""
+    spec = OBJECTIVES[cfg.objective]
+    if cfg.aggr in ("max", "min") and device.type != "cpu":
+        raise UserError(f"--aggr {cfg.aggr} trains on the CPU only: PyG's sparse max / min has no {device.type} "
+                        "kernel; use --device cpu")
+    fanout = cfg.fanout
+    if fanout is None and not fits_full_batch(bundle, cfg, device):
+        if spec.full_batch_only:
+            raise UserError(f"{bundle.name} is too large for full-batch {cfg.objective} on {device}; "
+                            "use a smaller --hidden or a larger machine")
+        fanout = (REFERENCE_FANOUT + [5] * cfg.num_layers)[:cfg.num_layers]
+        tqdm.write(f"{bundle.name} does not fit full-batch on {device}; sampling neighbours {fanout}")
+    model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
+                               bundle.num_classes if spec.reads_labels else cfg.out_channels,
+                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize, cfg.objective,
+                               cfg.aggr)
+    seed_everything(cfg.seed % 2**32)
+    model = build_model(model_config).to(device)
+    settings = {"fanout": fanout, "batch_size": cfg.batch_size, "sampler": cfg.sampler, "amp": cfg.amp,
+                "trim": MODELS[cfg.model].trims}
+    objective = spec.build(bundle, device, cfg.seed,
+                           **{name: settings[name] if name in settings else getattr(cfg, name) for name in spec.takes})
+    groups = _param_groups(model, cfg.weight_decay, cfg.weight_decay_on)
+    extra = [p for module in objective.modules().values() for p in module.parameters()]
+    if extra:       # a projection head: trained with the encoder, never saved in model.pt
+        groups.append({"params": extra, "weight_decay": cfg.weight_decay})
+    return Trainee(model, model_config, objective, torch.optim.Adam(groups, lr=cfg.lr), fanout)
 
 
 def fits_full_batch(bundle: GraphBundle, cfg: TrainConfig, device: torch.device) -> bool:
@@ -59,120 +143,67 @@ def l2_penalty(optimizer: torch.optim.Optimizer) -> float:
                    for group in optimizer.param_groups if group["weight_decay"])
 
 
-def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = False,
-        progress: bool = True) -> dict:
-    """Train ``cfg.model`` on ``bundle``, writing the run folder ``run_dir``.
+def _watched(monitor: str, metrics: dict, penalty: float) -> float:
+    """What early stopping follows, higher is better: the objective's score,
+    or the negated validation objective: the loss the optimiser minimises (L2
+    penalty included, as in Shchur et al.'s gnnbench) on the validation set."""
+    if monitor == "loss" and "val_loss" in metrics:
+        return -(metrics["val_loss"] + penalty)
+    return metrics["score"]
 
-    Returns the run's record, also written to ``run.pending.json`` (``embed``
-    turns it into ``run.json``). ``run_dir`` must exist; with ``resume`` it
-    holds the ``last.pt`` of an interrupted run of the same config.
-    """
-    device = resolve_device(cfg.device)
-    if cfg.aggr in ("max", "min") and device.type != "cpu":
-        raise UserError(f"--aggr {cfg.aggr} trains on the CPU only: PyG's sparse max / min has no {device.type} "
-                        "kernel; use --device cpu")
-    if cfg.normalize_features:
-        bundle = bundle.with_normalized_features()
-    fanout = cfg.fanout
-    if fanout is None and not fits_full_batch(bundle, cfg, device):
-        if cfg.objective == "vgae":
-            raise UserError(f"{bundle.name} is too large for full-batch gvae on {device}; "
-                            "use a smaller --hidden or a larger machine")
-        fanout = (REFERENCE_FANOUT + [5] * cfg.num_layers)[:cfg.num_layers]
-        tqdm.write(f"{bundle.name} does not fit full-batch on {device}; sampling neighbours {fanout}")
 
-    model_config = ModelConfig(cfg.model, bundle.data.num_features, cfg.hidden_channels,
-                               bundle.num_classes if cfg.objective == "supervised" else cfg.out_channels,
-                               cfg.num_layers, cfg.dropout, cfg.input_dropout, cfg.l2_normalize, cfg.objective,
-                               cfg.aggr)
-    seed_everything(cfg.seed % 2**32)
-    model = build_model(model_config).to(device)
-    objective = make_objective(cfg, bundle, device, fanout)
-    groups = _param_groups(model, cfg.weight_decay, cfg.weight_decay_on)
-    extra = [p for module in objective.modules().values() for p in module.parameters()]
-    if extra:       # a projection head: trained with the encoder, never saved in model.pt
-        groups.append({"params": extra, "weight_decay": cfg.weight_decay})
-    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+def _save_epoch(run_dir: Path, cfg: TrainConfig, t: Trainee, history: list[dict], best: dict, epoch: int) -> None:
+    """``history.csv``, then ``last.pt``: everything ``--resume`` continues from."""
+    atomic_write_csv(run_dir / HISTORY_FILE, history)
+    atomic_torch_save({"epoch": epoch, "config": cfg.to_dict(), "model": t.model.state_dict(),
+                       "objective": {k: m.state_dict() for k, m in t.objective.modules().items()},
+                       "optimizer": t.optimizer.state_dict(), "best": best}, run_dir / RESUME_FILE)
 
-    start_epoch, history = 1, []
-    best = {"score": -float("inf"), "epoch": 0, "state": None}
-    if resume:
-        state = torch.load(run_dir / RESUME_FILE, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        for key, module in objective.modules().items():
-            module.load_state_dict(state["objective"][key])
-        optimizer.load_state_dict(state["optimizer"])
-        best = state["best"]
-        start_epoch = state["epoch"] + 1
-        # last.pt is written after history.csv: a kill between the two leaves
-        # one epoch in the history that the saved state has not reached.
-        history = [row for row in pd.read_csv(run_dir / HISTORY_FILE).to_dict("records")
-                   if row["epoch"] <= state["epoch"]]
-        tqdm.write(f"resuming {run_dir.name} after epoch {state['epoch']}")
 
-    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress,
-               initial=start_epoch - 1, total=cfg.epochs)
-    for epoch in bar:
-        # Same dropout and sampling after a resume; Python's ``random`` too, which
-        # PyG's negative sampling (gvae) draws from.
-        seed_everything((cfg.seed * 100_003 + epoch) % 2**32)      # NumPy takes seeds below 2^32
-        t0 = time.perf_counter()
-        loss = objective.train_epoch(model, optimizer, epoch)
-        train_seconds = time.perf_counter() - t0
-        metrics = objective.evaluate(model)
-        penalty = l2_penalty(optimizer)
-        row = {"epoch": epoch, "loss": loss, **{k: v for k, v in metrics.items() if k != "score"},
-               "l2_penalty": penalty, "seconds": train_seconds,
-               "eval_seconds": time.perf_counter() - t0 - train_seconds}
-        history.append(row)
-        # Higher is better: the objective's score, or the negated validation
-        # objective: the loss the optimiser minimises (L2 penalty included, as
-        # in Shchur et al.'s gnnbench) evaluated on the validation set.
-        if cfg.monitor == "loss" and "val_loss" in metrics:
-            watched = -(metrics["val_loss"] + penalty)
-        else:
-            watched = metrics["score"]
-        if watched > best["score"]:
-            best = {"score": watched, "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        tqdm.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        atomic_write_csv(run_dir / HISTORY_FILE, history)
-        atomic_torch_save({"epoch": epoch, "config": asdict(cfg), "model": model.state_dict(),
-                           "objective": {k: m.state_dict() for k, m in objective.modules().items()},
-                           "optimizer": optimizer.state_dict(), "best": best}, run_dir / RESUME_FILE)
-        if epoch - best["epoch"] >= cfg.patience:
-            tqdm.write(f"early stop: no better validation score for {cfg.patience} epochs")
-            break
-    bar.close()
+def _resumed(run_dir: Path, t: Trainee, device: torch.device) -> tuple[int, list[dict], dict]:
+    """Load ``last.pt`` into ``t``; the epoch to start at, the history so far and the best epoch."""
+    state = torch.load(run_dir / RESUME_FILE, map_location=device, weights_only=True)
+    t.model.load_state_dict(state["model"])
+    for key, module in t.objective.modules().items():
+        module.load_state_dict(state["objective"][key])
+    t.optimizer.load_state_dict(state["optimizer"])
+    # last.pt is written after history.csv: a kill between the two leaves
+    # one epoch in the history that the saved state has not reached.
+    history = [row for row in pd.read_csv(run_dir / HISTORY_FILE).to_dict("records")
+               if row["epoch"] <= state["epoch"]]
+    tqdm.write(f"resuming {run_dir.name} after epoch {state['epoch']}")
+    return state["epoch"] + 1, history, state["best"]
 
-    model.load_state_dict(best["state"])
-    final = objective.evaluate(model, final=True)
+
+def _finish(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, t: Trainee, device: torch.device,
+            history: list[dict], best: dict) -> dict:
+    """Score the best epoch's model, save it, and write the run's pending record."""
+    final = t.objective.evaluate(t.model, final=True)
     final.pop("score")
-    save_model(model, model_config, run_dir / MODEL_FILE, train_config=asdict(cfg))
+    save_model(t.model, t.model_config, run_dir / MODEL_FILE, train_config=cfg.to_dict())
+    facts = t.objective.facts()
     frame = pd.DataFrame(history)
     run = RunRecord(
         name=run_dir.name,
         dataset=bundle.facts(),
-        model={**asdict(model_config), **({"contrastive": cfg.contrastive} if cfg.objective == "contrastive" else {})},
-        config=asdict(cfg),
+        model=asdict(t.model_config),
+        config=cfg.to_dict(),
         device=device_name(device),
         training={
-            "mode": "full-batch" if fanout is None else "sampled",
-            "fanout": fanout,
-            "sampler": None if fanout is None else resolve_sampler(cfg.sampler),
-            "autocast": "bfloat16" if fanout is not None and cfg.amp and native_bf16(device) else None,
+            "mode": "full-batch" if t.fanout is None else "sampled",
+            "fanout": t.fanout,
+            "sampler": None if t.fanout is None else resolve_sampler(cfg.sampler),
+            "autocast": "bfloat16" if t.fanout is not None and cfg.amp and native_bf16(device) else None,
             "peak_gpu_bytes": gpu_peak_bytes(device),
             "epochs_run": int(frame["epoch"].max()),
             "best_epoch": int(best["epoch"]),
             "train_seconds": float(frame["seconds"].sum()),
             "seconds_per_epoch": float(frame["seconds"].mean()),
+            **{k: v for k, v in facts.items() if k != "evaluator"},
         },
-        metrics={**final, "evaluator": f"ogb:{bundle.name}" if bundle.name.startswith("ogbn-")
-                 else {"supervised": "sklearn", "vgae": "pyg-vgae"}.get(cfg.objective, "sklearn linear probe")},
+        metrics={**final, "evaluator": facts["evaluator"]},
         files={"model": MODEL_FILE, "history": HISTORY_FILE},
     ).to_dict()
-    if hasattr(objective, "edge_counts"):
-        run["training"]["link_split_edges"] = objective.edge_counts
     atomic_write_json(run_dir / PENDING_FILE, run)
     (run_dir / RESUME_FILE).unlink(missing_ok=True)
     return run

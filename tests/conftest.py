@@ -63,3 +63,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
+
+
+def forward_layers(model, x, edge_index) -> list:
+    """Every layer's output as the model's own ``forward`` computes it (eval
+    mode, message passing over ``edge_index``), read with hooks on its
+    convolutions: the reference each layer of the layer-wise dump must equal,
+    hidden layers after their activation, the last one as returned."""
+    import torch
+
+    convs = [*model.convs, model.conv_mu] if hasattr(model, "conv_mu") else list(model.convs)
+    act = getattr(model, "act", None) or torch.relu
+    outputs = []
+    hooks = [conv.register_forward_hook(lambda _, __, out: outputs.append(out)) for conv in convs]
+    try:
+        with torch.no_grad():
+            last = model.eval()(x, edge_index)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if hasattr(model, "conv_mu"):       # forward runs conv_mu only; mu_logstd would run conv_logstd too
+        outputs = outputs[:len(convs)]
+    assert len(outputs) == len(convs) and torch.equal(outputs[-1], last)
+    return [act(out) for out in outputs[:-1]] + [last]

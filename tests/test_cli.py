@@ -17,24 +17,34 @@ import torch
 from tests.conftest import ROOT, run_engine
 
 
-def test_help_documents_every_command_and_train_flag():
+def test_every_command_is_listed_and_train_options_are_the_config_fields():
     top = run_engine("--help")       # once as a user runs it; each command's help from the same parser
     assert top.returncode == 0
     from layerscope.engine.cli import build_parser
+    from layerscope.engine.commands.train import config_from_args
+    from layerscope.engine.config import TrainConfig, documented_fields, flag
 
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    for command in ("train", "embed", "list", "compare", "import", "datasets"):
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command in ("train", "embed", "list", "compare", "project", "import", "datasets", "dashboard"):
         assert f"\n  {command} " in top.stdout
-        assert commands[command].format_help()
-    train = commands["train"].format_help()
-    for flag in ("--dataset", "--model", "--epochs", "--hidden", "--layers", "--lr", "--dropout", "--split",
-                 "--fanout", "--batch-size", "--seed", "--device", "--data-root", "--out", "--name", "--resume",
-                 "--monitor", "--input-dropout", "--weight-decay-on", "--l2-normalize", "--largest-component",
-                 "--no-embed", "--dtype"):
-        assert flag in train
+    # Every TrainConfig field is an option, documented by its comment in the config (compared without
+    # whitespace: argparse wraps lines), and the options' defaults are the config's.
+    train = "".join(commands["train"].format_help().split())
+    fields = documented_fields()
+    assert len(fields) >= 35
+    for _, field, comment in fields:
+        assert f"--{flag(field.name)}" in train or f"--no-{flag(field.name)}" in train, field.name
+        assert "".join(comment.replace("None: ", "default: ").split()) in train, field.name
+    assert config_from_args(parser.parse_args(["train"])) == TrainConfig()
+    args = parser.parse_args(["train", "--hidden", "32", "--no-amp", "--drop-edge", "0.1,0.2", "--fanout", "5,5,5",
+                              "--objective", "contrastive", "--contrastive", "margin", "--l2-normalize"])
+    cfg = config_from_args(args)
+    assert (cfg.hidden_channels, cfg.amp, cfg.drop_edge, cfg.fanout, cfg.objective, cfg.l2_normalize) == \
+        (32, False, (0.1, 0.2), [5, 5, 5], "margin", True)
     embed = commands["embed"].format_help()
-    for flag in ("--run", "--checkpoint", "--dtype", "--device", "--block-rows", "--data-root"):
-        assert flag in embed
+    for option in ("--run", "--checkpoint", "--dtype", "--device", "--block-rows", "--data-root"):
+        assert option in embed
 
 
 def _bad_npz_root(tmp_path):

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import ROOT, assert_one_line_error, run_engine
+from tests.conftest import ROOT, assert_one_line_error, forward_layers, run_engine
 from layerscope.engine.data import load_dataset
 from layerscope.engine.embed import embed_run
-from layerscope.engine.models import adjacency, load_model
+from layerscope.engine.models import load_model
 from layerscope.engine.config import TrainConfig
 from layerscope.engine.pipeline import train_run
 
@@ -54,7 +54,7 @@ def demo_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["sage", "gcn", "graphconv", "gvae"])
-def test_the_dumped_last_layer_is_the_full_graph_forward_on_amazon_photo(photo_60, shared_data, tmp_path, name):
+def test_every_dumped_layer_is_the_full_graph_forward_on_amazon_photo(photo_60, shared_data, tmp_path, name):
     normalize = name == "gvae"          # the gvae recipe normalises features: the dump must too
     _train(tmp_path, name, photo_60, model=name, epochs=3, hidden_channels=64, data_root=str(shared_data),
            normalize_features=normalize)
@@ -62,13 +62,13 @@ def test_the_dumped_last_layer_is_the_full_graph_forward_on_amazon_photo(photo_6
 
     model, _ = load_model(tmp_path / name / "model.pt")
     x = photo_60.with_normalized_features().data.x if normalize else photo_60.data.x
-    with torch.no_grad():
-        forward = model.eval()(x, adjacency(photo_60.data.edge_index, photo_60.num_nodes))
     names = [e["name"] for e in run["layers"]]
     assert names == ["input", "hidden1", "hidden2", "mu" if name == "gvae" else "logits"]
-    last = np.load(tmp_path / name / run["layers"][-1]["file"])
-    # graphconv sums raw bag-of-words over neighbours: outputs near 1e5, so the tolerance scales with them
-    assert np.allclose(last, forward.numpy(), atol=1e-5 * max(10.0, float(forward.abs().max())))
+    reference = forward_layers(model, x, photo_60.data.edge_index)      # the model's own forward, hooked
+    for entry, want in zip(run["layers"][1:], reference, strict=True):
+        got = np.load(tmp_path / name / entry["file"])
+        # graphconv sums raw bag-of-words over neighbours: outputs near 1e5, so the tolerance scales with them
+        assert np.allclose(got, want.numpy(), atol=1e-5 * max(10.0, float(want.abs().max()))), entry["name"]
     for entry in run["layers"]:
         array = np.load(tmp_path / name / entry["file"], mmap_mode="r")
         assert array.shape == (photo_60.num_nodes, entry["dim"]) and array.dtype == np.float32
@@ -81,7 +81,7 @@ def test_the_dumped_last_layer_is_the_full_graph_forward_on_amazon_photo(photo_6
     assert (nodes["split"] == "test").sum() == photo_60.split["test"].numel()
     assert nodes["category"].iloc[0] == photo_60.class_names[int(photo_60.data.y[0])]
     if name != "gvae":
-        assert np.array_equal(nodes["prediction"].cat.codes, forward.argmax(1).numpy())
+        assert np.array_equal(nodes["prediction"].cat.codes, reference[-1].argmax(1).numpy())
         assert (nodes["correct"] == (nodes["prediction"] == nodes["category"])).all()
 
 

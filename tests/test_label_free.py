@@ -48,8 +48,8 @@ def _train_twice(cfg, bundle, tmp_path) -> tuple[dict, dict, float]:
 
 @pytest.mark.parametrize("model, objective, extra", [
     ("sage", "unsup", {}),
-    ("gcn", "contrastive", {"contrastive": "infonce"}),
-    ("graphconv", "contrastive", {"contrastive": "margin", "fanout": [10, 5]}),     # sampled batches too
+    ("gcn", "infonce", {}),
+    ("graphconv", "margin", {"fanout": [10, 5]}),     # sampled batches too
 ])
 def test_label_free_training_never_reads_labels(cora, shared_data, tmp_path, model, objective, extra):
     """Same seed, labels replaced by a constant: the same embeddings, up to the
@@ -78,7 +78,7 @@ def _distances(z: torch.Tensor, edge_index: torch.Tensor) -> tuple[float, float]
 
 
 def test_the_margin_loss_pulls_linked_pairs_closer_than_random_pairs(cora, shared_data, tmp_path):
-    cfg = TrainConfig(model="sage", objective="contrastive", contrastive="margin", epochs=30, patience=30,
+    cfg = TrainConfig(model="sage", objective="margin", epochs=30, patience=30,
                       lr=0.01, data_root=str(shared_data), **SMALL)
     run = fit(cfg, cora, tmp_path, progress=False)
     linked, unlinked = _distances(_last_layer(tmp_path, cora), cora.data.edge_index)
@@ -90,7 +90,7 @@ def test_the_margin_loss_pulls_linked_pairs_closer_than_random_pairs(cora, share
 
 
 def test_the_infonce_loss_falls_and_the_encoder_learns_categories(cora, shared_data, tmp_path):
-    cfg = TrainConfig(model="sage", objective="contrastive", contrastive="infonce", epochs=40, patience=40,
+    cfg = TrainConfig(model="sage", objective="infonce", epochs=40, patience=40,
                       lr=0.001, data_root=str(shared_data), **SMALL)
     run = fit(cfg, cora, tmp_path, progress=False)
     history = pd.read_csv(tmp_path / "history.csv")
@@ -99,7 +99,7 @@ def test_the_infonce_loss_falls_and_the_encoder_learns_categories(cora, shared_d
     assert history["loss"].iloc[-5:].mean() < 0.9 * history["loss"].iloc[:5].mean()
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
     assert run["metrics"]["test_acc"] >= 0.70          # Cora's bag of words alone: about 0.58
-    assert run["model"]["contrastive"] == "infonce" and run["model"]["out_channels"] == 32
+    assert run["model"]["objective"] == "infonce" and run["model"]["out_channels"] == 32
 
 
 def test_a_label_free_run_dumps_the_encoder_not_the_head(shared_data, tmp_path):
@@ -110,7 +110,8 @@ def test_a_label_free_run_dumps_the_encoder_not_the_head(shared_data, tmp_path):
     run = pd.read_json(tmp_path / "c" / "run.json", typ="series")
     assert [e["name"] for e in run["layers"]] == ["input", "hidden1", "hidden2", "embedding"]
     assert np.load(tmp_path / "c" / "layers" / "embedding.npy").shape == (2708, 16)
-    assert run["metrics"]["eval"] == "linear-probe" and run["model"]["objective"] == "contrastive"
+    # --objective contrastive is the old two-level spelling of infonce, still accepted
+    assert run["metrics"]["eval"] == "linear-probe" and run["model"]["objective"] == "infonce"
     nodes = pd.read_parquet(tmp_path / "c" / "nodes.parquet")
     assert run["nodes"]["predicted_by"] == "linear probe on embedding" and nodes["prediction"].notna().all()
 
@@ -118,8 +119,17 @@ def test_a_label_free_run_dumps_the_encoder_not_the_head(shared_data, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--model", "gvae", "--objective", "unsup"], "--objective unsup does not apply to gvae"),
     (["--model", "sage", "--objective", "vgae"], "--objective vgae does not apply to sage"),
-    (["--objective", "contrastive", "--drop-edge", "0.2,1.5"], "--drop-edge takes two probabilities"),
+    (["--objective", "infonce", "--drop-edge", "0.2,1.5"], "--drop-edge takes two probabilities"),
+    (["--objective", "unsup", "--contrastive", "margin"], "--contrastive goes with --objective contrastive"),
     (["--objective", "unsup", "--walk-length", "0"], "--walk-length must be at least 1"),
 ])
 def test_bad_objective_settings_are_one_line_errors(tmp_path, args, message):
     assert_one_line_error(run_engine("train", "--dataset", "demo", "--out", tmp_path, *args), message)
+
+
+def test_configs_saved_with_the_old_two_level_objective_names_still_load():
+    """Runs and checkpoints written before the flat registry say objective "contrastive"."""
+    old = {**TrainConfig().to_dict(), "objective": "contrastive", "contrastive": "margin"}
+    assert TrainConfig.from_dict(old).objective == "margin"
+    assert TrainConfig.from_dict({**old, "contrastive": "infonce"}).objective == "infonce"
+    assert TrainConfig.from_dict(TrainConfig(objective="unsup").to_dict()) == TrainConfig(objective="unsup")

@@ -7,9 +7,11 @@ import torch
 
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import layerwise
-from layerscope.engine.models import (MODELS, ModelConfig, adjacency, build_model, dropout, forward_sampled, load_model,
-                           save_model)
+from layerscope.engine.data.bundle import adjacency
+from layerscope.engine.models import (MODELS, ModelConfig, build_model, dropout, forward_sampled, load_model,
+                                      save_model)
 from layerscope.engine.sampler import NeighborSampler
+from tests.conftest import forward_layers
 
 MODEL_NAMES = ["sage", "gcn", "gvae"]
 
@@ -27,17 +29,17 @@ def _model(name, photo, seed=0):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_layer_outputs_end_with_forward_on_amazon_photo(photo, name):
+def test_every_layer_equals_the_forward_pass_on_amazon_photo(photo, name):
     model = _model(name, photo).eval()
     x, edge_index = photo.data.x, photo.data.edge_index
-    layers = layer_outputs(model, x, edge_index)
-    assert len(layers) == 3
-    assert all(h.shape[0] == photo.num_nodes for h in layers)
-    assert layers[-1].shape[1] == (16 if name == "gvae" else 8)
-    with torch.no_grad():
-        reference = model(x, edge_index)                  # plain message passing over edge_index
-    assert torch.allclose(layers[-1], reference, atol=1e-4)
-    assert (layers[0] >= 0).all()                           # hidden layers are after their ReLU
+    named = list(layerwise(model, x, adjacency(edge_index, x.size(0)), 1_000, progress=False, last_name="out"))
+    assert [n for n, _ in named] == ["hidden1", "hidden2", "out"]
+    assert named[-1][1].shape == (photo.num_nodes, 16 if name == "gvae" else 8)
+    reference = forward_layers(model, x, edge_index)      # plain message passing over edge_index, hooked
+    for (layer, got), want in zip(named, reference, strict=True):
+        assert torch.allclose(got, want, atol=1e-4), layer
+    assert not torch.allclose(reference[0], reference[1], atol=1e-4)    # so a mislabelled layer would fail
+    assert (named[0][1] >= 0).all()                           # hidden layers are after their ReLU
 
 
 @pytest.mark.parametrize("name", [n for n, spec in MODELS.items() if spec.trims])
@@ -89,7 +91,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(photo, tmp_path):
 
 
 def test_wrapping_a_gvae_for_its_losses_keeps_its_weights(photo):
-    from layerscope.engine.objectives import VariationalAutoencoding
+    from layerscope.engine.objectives.vgae import VariationalAutoencoding
 
     model = _model("gvae", photo, seed=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
