@@ -16,14 +16,14 @@ from layerscope.engine.pipeline import train_run
 from layerscope.engine.train import fit
 
 
-def test_demo_reaches_80_percent_in_under_a_minute(tmp_path):
+def test_demo_reaches_80_percent(tmp_path):
+    """Accuracy only: the time is printed, not asserted (timings belong in bench/)."""
     cfg = TrainConfig(dataset="demo", model="sage")
     start = time.perf_counter()
     run = fit(cfg, load_dataset("demo"), tmp_path, progress=False)
     seconds = time.perf_counter() - start
     print(f"demo sage: test_acc {run['metrics']['test_acc']:.4f} in {seconds:.1f} s")
     assert run["metrics"]["test_acc"] >= 0.80
-    assert seconds < 60
 
 
 def test_a_run_folder_holds_a_loadable_model_history_and_run_json(tmp_path):
