@@ -8,7 +8,7 @@ and the CLI read everything they need from the entry.
 from __future__ import annotations
 
 from layerscope.engine.errors import UserError
-from layerscope.engine.objectives import infonce, margin, supervised, unsup, vgae
+from layerscope.engine.objectives import dgi, infonce, margin, supervised, unsup, vgae
 from layerscope.engine.objectives.base import Objective, ObjectiveSpec
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
@@ -17,6 +17,7 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "unsup": unsup.SPEC,
     "infonce": infonce.SPEC,
     "margin": margin.SPEC,
+    "dgi": dgi.SPEC,
 }
 
 # Before the registry was flat, contrastive objectives had a two-level name
