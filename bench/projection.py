@@ -87,11 +87,11 @@ def _warm_up(side: str, x: np.ndarray) -> None:
     """Compile the numba code a side uses, on 6,000 rows (above umap's exact-search size)."""
     import umap
 
-    from layerscope.engine.project import ProjectionConfig, _fit_umap
+    from layerscope.engine.project import ProjectionConfig
 
     rows = np.ascontiguousarray(x[:6000, :50], dtype=np.float32)
     if side.startswith("ours"):
-        _fit_umap(rows, ProjectionConfig(n_epochs=5), lambda: None, transformable=True)   # pynndescent too
+        ProjectionConfig(n_epochs=5).projector(transformable=True).fit(rows)   # pynndescent too
     else:
         umap.UMAP(n_epochs=5, metric="cosine" if side == "umap-cosine" else "euclidean").fit_transform(rows)
 

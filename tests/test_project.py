@@ -213,3 +213,51 @@ def test_non_finite_values_name_the_layer_and_count_the_rows(fresh_run):
 
 def test_a_missing_run_is_refused(tmp_path):
     assert_one_line_error(run_engine("project", "--run", tmp_path / "nothing"), "not a run folder")
+
+
+def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """400 rows in 4 well-separated clusters of 20 dimensions, and their cluster."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), 100)
+    return (rng.normal(size=(4, 20)) * 6)[labels] + rng.normal(size=(400, 20)), labels
+
+
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_the_projector_is_an_estimator_on_arrays(method):
+    """umap-learn's shape: the constructor stores, fit returns the estimator,
+    fit_transform gives (N, 2) float32; a bad parameter is a ValueError
+    naming its allowed range, raised by fit."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from layerscope.engine.projector import Projector, trust_sample, trustworthiness
+
+    x, labels = _blobs()
+    projector = Projector(method=method, n_epochs=50, seed=3)
+    assert projector.fit(x) is projector and projector.embedding_.shape == (400, 2)
+    assert projector.embedding_.dtype == np.float32
+    assert np.array_equal(Projector(method=method, n_epochs=50, seed=3).fit_transform(x), projector.embedding_)
+    knn = KNeighborsClassifier(10).fit(projector.embedding_, labels)
+    assert knn.score(projector.embedding_, labels) > 0.95
+    pick = trust_sample(len(x), seed=0)
+    assert trustworthiness(x[pick], projector.embedding_[pick]) > 0.8
+    bad = Projector(method=method, n_neighbors=1)           # stored, not checked, until fit
+    with pytest.raises(ValueError, match=r"--n-neighbors must be between 2 and 200, got 1"):
+        bad.fit(x)
+    with pytest.raises(ValueError, match=r"N >= 3 rows"):
+        Projector(method=method).fit(x[:2])
+
+
+def test_projection_modules_import_downwards_and_nothing_heavy():
+    """projector <- alignment <- project -> layout_store: none of the parts
+    imports the orchestration, and importing it loads no layout library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, layerscope.engine.{m}; "
+            "print(sorted(k for k in ('layerscope.engine.project', 'umap', 'sklearn', 'scipy', 'cuml', "
+            "'pynndescent', 'torch') if k in sys.modules))")
+    for module, allowed in (("projector", []), ("alignment", []), ("layout_store", []),
+                            ("project", ["layerscope.engine.project"])):
+        out = subprocess.run([sys.executable, "-c", code.format(m=module)], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.strip() == repr(allowed), (module, out)
