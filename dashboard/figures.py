@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerscope.dashboard.text import escape_plotly
+from layerscope.engine.data.splits import SPLIT_NAMES
 
 COLOUR_MODES = {           # what a map can be coloured by -> its label in the UI
     "category": "category",
@@ -27,7 +28,6 @@ COLOUR_MODES = {           # what a map can be coloured by -> its label in the U
     "split": "split",
     "degree": "degree",
 }
-SPLIT_NAMES = ("train", "val", "test")
 SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
 CORRECT_COLOURS = {True: "#54a24b", False: "#e45756"}
 FADED = 0.12            # opacity of points outside a highlight
@@ -139,13 +139,40 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
         frame = frame[keep]
         layers = {name: xy[keep] for name, xy in layers.items()}
     palette = category_palette(len(class_names))
-    has_prediction = bool((frame["prediction"] >= 0).any())
-    colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
-                     "split": "split", "degree": None}[style.colour_by]
+    traces = _point_traces(frame, class_names, palette, style, layers)
+    for (label, nodes), symbol in zip((style.marks or {}).items(), MARK_SYMBOLS):
+        traces.append(_mark_trace(frame, nodes, label, symbol, class_names, palette, marker_size(len(frame))))
+    # Legend entries in category order, whatever order the traces came in.
+    rank = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
+    traces.sort(key=lambda t: rank.get(t["name"], len(rank)))
+    for trace in traces:        # names come from the run folder: shown as written, no tags rendered
+        trace["name"] = escape_plotly(trace["name"])
+    # Built from plain dicts without plotly's per-attribute validation, which
+    # costs about a second for a few hundred traces; the tests validate them.
+    figure = go.Figure(data=traces, _validate=False)
+    _lay_out(figure, style)
+    return figure
+
+
+def _hover_keys(frame: pd.DataFrame, colour_column: str | None, has_prediction: bool) -> list[str]:
+    """The columns whose values split points into traces: the colour and what
+    hover names. Past ``MAX_TRACES`` groups, wrong predictions share a trace
+    per category and split (``correct`` instead of ``prediction``)."""
     keys = [c for c in (colour_column, "label", "prediction", "split") if c]
     keys = list(dict.fromkeys(keys if has_prediction else [c for c in keys if c != "prediction"]))
     if len(frame[keys].drop_duplicates()) > MAX_TRACES:
         keys = list(dict.fromkeys([c for c in (colour_column, "label", "correct", "split") if c]))
+    return keys
+
+
+def _point_traces(frame: pd.DataFrame, class_names: list[str], palette: list[str], style: MapStyle,
+                  layers: dict[str, np.ndarray]) -> list[dict]:
+    """One scattergl trace (a plain dict) per group of points with equal
+    ``_hover_keys``, carrying its points' coordinates in ``layers``."""
+    has_prediction = bool((frame["prediction"] >= 0).any())
+    colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
+                     "split": "split", "degree": None}[style.colour_by]
+    keys = _hover_keys(frame, colour_column, has_prediction)
     size = marker_size(len(frame))
     # Sort once by the hover keys and cut the arrays into runs of equal keys:
     # a pandas groupby costs more than the figure itself at 100,000 points.
@@ -157,13 +184,9 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     custom = frame[["node", "confidence", "degree"]].to_numpy(np.float32)[order]
     log_degree = np.log10(1 + frame["degree"].to_numpy(np.float32))[order]
     selected = None if style.selected is None else np.isin(frame["node"].to_numpy()[order], style.selected)
-    change = np.zeros(len(order), dtype=bool)
-    for values in columns.values():
-        change[1:] |= values[1:] != values[:-1]
-    bounds = [*np.flatnonzero(change[1:]) + 1, len(order)] if len(order) else []
     legend_seen: set = set()
     traces = []
-    for start, stop in zip([0, *bounds[:-1]], bounds):
+    for start, stop in _equal_runs(list(columns.values())):
         values = {key: column[start].item() for key, column in columns.items()}
         name, colour = _legend_entry(style.colour_by, values.get(colour_column), class_names, palette)
         faded = bool(style.marks) or (style.matched is not None and values["label"] not in style.matched)
@@ -181,18 +204,17 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
                                                enumerate("xy")} for name, layer_xy in layers.items()}}
         traces.append(trace)
         legend_seen.add(name)
-    for (label, nodes), symbol in zip((style.marks or {}).items(), MARK_SYMBOLS):
-        traces.append(_mark_trace(frame, nodes, label, symbol, class_names, palette, size))
-    # Legend entries in category order, whatever order the traces came in.
-    rank = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
-    traces.sort(key=lambda t: rank.get(t["name"], len(rank)))
-    for trace in traces:        # names come from the run folder: shown as written, no tags rendered
-        trace["name"] = escape_plotly(trace["name"])
-    # Built from plain dicts without plotly's per-attribute validation, which
-    # costs about a second for a few hundred traces; the tests validate them.
-    figure = go.Figure(data=traces, _validate=False)
-    _lay_out(figure, style)
-    return figure
+    return traces
+
+
+def _equal_runs(columns: list[np.ndarray]) -> list[tuple[int, int]]:
+    """(start, stop) of each run of rows equal in every one of ``columns`` (sorted alike)."""
+    length = len(columns[0]) if columns else 0
+    change = np.zeros(length, dtype=bool)
+    for values in columns:
+        change[1:] |= values[1:] != values[:-1]
+    bounds = [*np.flatnonzero(change[1:]) + 1, length] if length else []
+    return list(zip([0, *bounds[:-1]], bounds))
 
 
 def _typed_array(values: np.ndarray) -> dict:
