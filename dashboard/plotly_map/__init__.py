@@ -96,14 +96,11 @@ def _publish(spec: str, version: str) -> None:
 @dataclass
 class MapEvent:
     """What the user did in a map: the node ids selected (box, lasso or
-    click; empty when none), the layer its buttons last moved to (None when
-    it has none, or was never switched) and that switch's id, new for each
-    button press, so pressing a layer's button again after the page moved
-    elsewhere still counts."""
+    click; empty when none). A press of the map's layer buttons is read by
+    the page before it draws the map, from the widget's value in session
+    state (``{"layer", "switch"}``: ``views.layer_switch``)."""
 
     nodes: list[int]
-    layer: str | None
-    switch: str | None = None
 
 
 def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | None = None,
@@ -124,4 +121,4 @@ def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | Non
     title = None if title is None else escape_plotly(title)
     value = _component()[0](url=f"{MAPS}/{version}.json", version=version, config=config, layer=layer,
                             layers=layers, title=title, key=key, default=None) or {}
-    return MapEvent([int(node) for node in value.get("nodes", [])], value.get("layer"), value.get("switch"))
+    return MapEvent([int(node) for node in value.get("nodes", [])])
