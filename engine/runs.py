@@ -86,6 +86,14 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
 def npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a ``.npy`` header, checking the file holds all the
     data the header promises (a truncated file raises ``ValueError``)."""
+    # Not np.load(path, mmap_mode="r", allow_pickle=False), which would also
+    # refuse these files, because of what it says about them in a run's warning
+    # line: any file without the .npy magic is "pickled (object) data. If you
+    # trust the file you can load it unsafely using allow_pickle=" (advice to
+    # unpickle an untrusted file), a short one is mmap's "mmap length is greater
+    # than file size", and an empty file or a huge header shape raise EOFError
+    # or OverflowError instead of ValueError. numpy's own header readers here
+    # give a ValueError that names the fault, and map nothing.
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)

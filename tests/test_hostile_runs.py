@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -49,6 +50,14 @@ def _layer_becomes(kind: str):
     return apply
 
 
+def _layer_bytes(cut: int | None = None, text: bytes | None = None):
+    """The hidden1 layer file cut short, or replaced by bytes that are no .npy file."""
+    def apply(run: Path) -> None:
+        file = run / "layers" / "hidden1.npy"
+        file.write_bytes(text if text is not None else file.read_bytes()[:cut])
+    return apply
+
+
 def _outside_file(run: Path) -> None:
     (run.parent.parent / "outside").mkdir(exist_ok=True)
     shutil.copy(run / "layers" / "hidden1.npy", run.parent.parent / "outside" / "secret.npy")
@@ -73,6 +82,11 @@ HOSTILE = {
     "garbage-parquet": (_write("nodes.parquet", "not parquet at all"), "nodes.parquet is not a readable Parquet"),
     "wrong-dtype": (_edit(["layers", 1, "dtype"], "object"), "dtype 'object' is not one of"),
     "graph-escapes": (_edit(["graph", "indptr"], "../graph/indptr.npy"), "is not a file name inside the run"),
+    # the warning says what is wrong, never np.load's "if you trust the file ... allow_pickle" (runs.npy_shape)
+    "layer-truncated": (_layer_bytes(cut=-100), "layers/hidden1.npy is malformed (truncated"),
+    "layer-not-npy": (_layer_bytes(text=b"\x80\x04not an array" * 10), "is malformed (the magic string is not correct"),
+    "layer-wrong-shape": (lambda run: np.save(run / "layers" / "hidden1.npy", np.zeros((10, 3), np.float32)),
+                          "layers/hidden1.npy holds float32 (10, 3), run.json says float32"),
 }
 
 
