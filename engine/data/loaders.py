@@ -253,34 +253,47 @@ def load_table_graph(folder: Path, fmt: str) -> tuple[Data, list[str], Split | N
         raise UserError(f"{fmt}:{folder}: no such folder")
     nodes = _read_table(folder, "nodes", fmt)
     edges = _read_table(folder, "edges", fmt)
-    where = f"{folder}/nodes.{fmt}"
     if "label" not in nodes.columns:
-        raise UserError(f"{where} has no 'label' column (columns: {', '.join(map(str, nodes.columns))})")
+        raise UserError(f"{folder}/nodes.{fmt} has no 'label' column (columns: {', '.join(map(str, nodes.columns))})")
     num_nodes = len(nodes)
+    y, class_names = _table_labels(nodes["label"], folder, fmt)
+    x = _table_features(nodes, folder, fmt)
+    edge_index = _table_edges(edges, folder, fmt, num_nodes)
+    split = _table_split(nodes["split"], folder, fmt) if "split" in nodes.columns else None
+    data = Data(x=torch.from_numpy(x), edge_index=_undirected(edge_index, num_nodes),
+                y=torch.from_numpy(y), num_nodes=num_nodes)
+    return data, class_names, split
 
-    labels = nodes["label"]
-    if pd.api.types.is_integer_dtype(labels):
-        y = labels.to_numpy(np.int64)
-        if y.min() < 0:
-            raise UserError(f"{where}: labels must be 0 or more, found {y.min()}")
-        if y.max() >= num_nodes:
-            raise UserError(f"{where}: label {y.max()} on {num_nodes:,} nodes; labels are class indices 0..C-1 "
-                            "with C at most the node count")
-        classes = _read_table(folder, "classes", fmt, required=False)
-        names = {int(r.label): str(r.name) for r in classes.itertuples()} if classes is not None else {}
-        class_names = [names.get(i, f"class {i}") for i in range(int(y.max()) + 1)]
-    else:
+
+def _table_labels(labels: pd.Series, folder: Path, fmt: str) -> tuple[np.ndarray, list[str]]:
+    """(N,) int64 class indices and the class names: integer labels named by
+    the optional ``classes.<fmt>``, or category names sorted into indices."""
+    if not pd.api.types.is_integer_dtype(labels):
         class_names = sorted(labels.astype(str).unique())
-        y = pd.Categorical(labels.astype(str), categories=class_names).codes.astype(np.int64)
+        return pd.Categorical(labels.astype(str), categories=class_names).codes.astype(np.int64), class_names
+    y = labels.to_numpy(np.int64)
+    if y.min() < 0:
+        raise UserError(f"{folder}/nodes.{fmt}: labels must be 0 or more, found {y.min()}")
+    if y.max() >= len(y):
+        raise UserError(f"{folder}/nodes.{fmt}: label {y.max()} on {len(y):,} nodes; labels are class indices "
+                        "0..C-1 with C at most the node count")
+    classes = _read_table(folder, "classes", fmt, required=False)
+    names = {int(r.label): str(r.name) for r in classes.itertuples()} if classes is not None else {}
+    return y, [names.get(i, f"class {i}") for i in range(int(y.max()) + 1)]
 
+
+def _table_features(nodes: pd.DataFrame, folder: Path, fmt: str) -> np.ndarray:
+    """(N, F) float32 finite features: ``features.npy`` when it is there, else
+    the columns ``x0..x{F-1}`` of the node table."""
+    where = f"{folder}/nodes.{fmt}"
     feature_cols = [c for c in nodes.columns if str(c).startswith("x") and str(c)[1:].isdigit()]
     if (folder / "features.npy").exists():
         try:
             x = np.load(folder / "features.npy", allow_pickle=False)
         except Exception as e:
             raise UserError(f"{folder}/features.npy is unreadable ({type(e).__name__}: {e})") from None
-        if x.ndim != 2 or x.shape[0] != num_nodes:
-            raise UserError(f"{folder}/features.npy has shape {x.shape}, expected ({num_nodes}, F)")
+        if x.ndim != 2 or x.shape[0] != len(nodes):
+            raise UserError(f"{folder}/features.npy has shape {x.shape}, expected ({len(nodes)}, F)")
     elif feature_cols:
         feature_cols.sort(key=lambda c: int(str(c)[1:]))
         x = nodes[feature_cols].to_numpy()
@@ -292,7 +305,11 @@ def load_table_graph(folder: Path, fmt: str) -> tuple[Data, list[str], Split | N
         raise UserError(f"{where}: feature columns must be numbers") from None
     if not np.isfinite(x).all():
         raise UserError(f"{where}: {int((~np.isfinite(x)).any(axis=1).sum())} rows have NaN or infinite features")
+    return x
 
+
+def _table_edges(edges: pd.DataFrame, folder: Path, fmt: str, num_nodes: int) -> torch.Tensor:
+    """(2, E) int64 ``edge_index`` from the ``src`` and ``dst`` columns, checked in range."""
     if not {"src", "dst"} <= set(edges.columns):
         raise UserError(f"{folder}/edges.{fmt} needs columns 'src' and 'dst' "
                         f"(columns: {', '.join(map(str, edges.columns))})")
@@ -302,15 +319,13 @@ def load_table_graph(folder: Path, fmt: str) -> tuple[Data, list[str], Split | N
     if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
         raise UserError(f"{folder}/edges.{fmt}: node indices must be in 0..{num_nodes - 1} "
                         f"(the rows of nodes.{fmt}), found {int(edge_index.min())}..{int(edge_index.max())}")
+    return edge_index
 
-    split = None
-    if "split" in nodes.columns:
-        values = nodes["split"].astype(str).str.lower().map(SPLIT_VALUES)
-        if values.isna().any():
-            bad = nodes["split"][values.isna()].iloc[0]
-            raise UserError(f"{where}: split value {bad!r} is not train, val or test")
-        split = {k: torch.from_numpy(np.flatnonzero(values.to_numpy() == k)) for k in ("train", "val", "test")}
 
-    data = Data(x=torch.from_numpy(x), edge_index=_undirected(edge_index, num_nodes),
-                y=torch.from_numpy(y), num_nodes=num_nodes)
-    return data, class_names, split
+def _table_split(column: pd.Series, folder: Path, fmt: str) -> Split:
+    """The node table's ``split`` column (train / val / test, any case) as node indices per split."""
+    values = column.astype(str).str.lower().map(SPLIT_VALUES)
+    if values.isna().any():
+        bad = column[values.isna()].iloc[0]
+        raise UserError(f"{folder}/nodes.{fmt}: split value {bad!r} is not train, val or test")
+    return {k: torch.from_numpy(np.flatnonzero(values.to_numpy() == k)) for k in ("train", "val", "test")}
