@@ -26,7 +26,8 @@ from layerscope.engine.device import device_name, gpu_peak_bytes, resolve_device
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
 from layerscope.engine.objectives import OBJECTIVES, objective_name
-from layerscope.engine.record import DTYPES, RunRecord, RunWriter, probe_probabilities, softmax, split_accuracy
+from layerscope.engine.quality import split_accuracy
+from layerscope.engine.record import DTYPES, RunRecord, RunWriter, probe_probabilities, softmax
 from layerscope.engine.runs import MODEL_FILE, PENDING_FILE, RUN_FILE, atomic_write_json, read_record
 from layerscope.engine.staging import new_run_folder, rebuilt_run_folder, sweep
 

@@ -21,7 +21,8 @@ from layerscope.engine.data.bundle import adjacency, labels_fingerprint
 from layerscope.engine.data.splits import DEFAULT_SPLIT, read_split_file, stratified_split
 from layerscope.engine.embed import bundle_csr, bundle_split
 from layerscope.engine.errors import UserError
-from layerscope.engine.record import RunRecord, RunWriter, layer_file_name, probe_probabilities, softmax, split_accuracy
+from layerscope.engine.quality import split_accuracy
+from layerscope.engine.record import RunRecord, RunWriter, layer_file_name, probe_probabilities, softmax
 from layerscope.engine.staging import new_run_folder
 
 

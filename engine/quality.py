@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from layerscope.engine.data.splits import SPLIT_NAMES
+
 KNN_K = 10
 SAMPLE_TRAIN = 20_000       # most training nodes the kNN index and the probe see
 SAMPLE_EVAL = 20_000        # most test nodes scored, and nodes CKA compares
@@ -132,14 +134,33 @@ def cka_matrix(layers_a: list[np.ndarray], layers_b: list[np.ndarray], nodes: np
 
 
 def classification_metrics(y_true, y_pred, evaluator=None) -> dict[str, float]:
-    """Accuracy (by the OGB ``Evaluator`` when given) and macro precision, recall, F1 of
-    (N,) true and predicted classes (tensors)."""
+    """Accuracy (by the OGB ``Evaluator`` when given) and macro precision,
+    recall, F1 of (N,) true and predicted classes (arrays or CPU tensors)."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-    y_true, y_pred = y_true.cpu().numpy(), y_pred.cpu().numpy()
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if evaluator is not None:
         acc = evaluator.eval({"y_true": y_true[:, None], "y_pred": y_pred[:, None]})["acc"]
     else:
         acc = accuracy_score(y_true, y_pred)
     p, r, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
     return {"acc": float(acc), "macro_precision": float(p), "macro_recall": float(r), "macro_f1": float(f1)}
+
+
+def split_accuracy(labels, prediction, split: dict, evaluator=None,
+                   test_scores: tuple[str, ...] = ("macro_f1",)) -> dict[str, float]:
+    """``train_acc``, ``val_acc``, ``test_acc`` of (N,) predictions, for each
+    part of ``split`` (name -> node indices) that is not empty, and the test
+    part's ``test_scores`` (of ``classification_metrics``: macro_f1,
+    macro_precision, macro_recall)."""
+    labels, prediction = np.asarray(labels), np.asarray(prediction)
+    metrics = {}
+    for key in SPLIT_NAMES:
+        idx = np.asarray(split.get(key, []), dtype=np.int64)
+        if idx.size == 0:
+            continue
+        scores = classification_metrics(labels[idx], prediction[idx], evaluator)
+        metrics[f"{key}_acc"] = scores["acc"]
+        if key == "test":
+            metrics.update({f"test_{name}": scores[name] for name in test_scores})
+    return metrics

@@ -30,6 +30,7 @@ from layerscope.engine import __version__
 from layerscope.engine.data.splits import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, linear_probe, quality_sample, score_layer
+from layerscope.engine.quality import split_accuracy  # noqa: F401  (its old home; engine.user_model imports it here)
 from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
                                     atomic_save_npy, atomic_write_json, atomic_write_parquet)
 
@@ -104,21 +105,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float32)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def split_accuracy(labels: np.ndarray, prediction: np.ndarray, split: dict) -> dict:
-    """``val_acc``, ``test_acc`` and ``test_macro_f1`` of predictions, where the parts are not empty."""
-    from sklearn.metrics import f1_score
-
-    metrics = {}
-    for key in ("val", "test"):
-        idx = np.asarray(split[key])
-        if idx.size:
-            metrics[f"{key}_acc"] = float((prediction[idx] == labels[idx]).mean())
-    test = np.asarray(split["test"])
-    if test.size:
-        metrics["test_macro_f1"] = float(f1_score(labels[test], prediction[test], average="macro"))
-    return metrics
 
 
 class RunWriter:

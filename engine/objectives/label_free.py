@@ -18,7 +18,7 @@ from layerscope.engine.data import GraphBundle
 from layerscope.engine.device import bf16_autocast
 from layerscope.engine.layerwise import last_layer
 from layerscope.engine.models import forward_seeds
-from layerscope.engine.quality import classification_metrics, linear_probe
+from layerscope.engine.quality import linear_probe, split_accuracy
 from layerscope.engine.sampler import neighbor_batches, resolve_sampler
 
 EVAL_NODES = 4096           # nodes of the fixed draw the validation loss is computed on
@@ -132,13 +132,6 @@ class LabelFree:
         """Linear-probe accuracy of the last layer: fit on the train split,
         scored on each split (labels read here, after training, only)."""
         z, y = self.embeddings(model), self._labels.numpy()
-        split = {k: v.numpy() for k, v in self._split.items() if v.numel()}
+        split = {k: v.numpy() for k, v in self._split.items()}
         probe = linear_probe(z, y, split["train"])
-        metrics = {}
-        for key, idx in split.items():
-            m = classification_metrics(torch.from_numpy(y[idx]), torch.from_numpy(probe.predict(z[idx])))
-            metrics[f"{key}_acc"] = m["acc"]
-            if key == "test":
-                metrics["test_macro_f1"] = m["macro_f1"]
-        metrics["eval"] = "linear-probe"
-        return metrics
+        return {**split_accuracy(y, probe.predict(z), split), "eval": "linear-probe"}

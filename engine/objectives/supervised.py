@@ -10,12 +10,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from layerscope.engine.data import GraphBundle
-from layerscope.engine.data.splits import SPLIT_NAMES
 from layerscope.engine.device import bf16_autocast
 from layerscope.engine.layerwise import last_layer
 from layerscope.engine.models import forward_seeds
 from layerscope.engine.objectives.base import SAMPLING, ObjectiveSpec
-from layerscope.engine.quality import classification_metrics
+from layerscope.engine.quality import split_accuracy
 from layerscope.engine.sampler import neighbor_batches, resolve_sampler
 
 
@@ -86,19 +85,12 @@ class Supervised:
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
         logits = self.logits(model)
-        pred = logits.argmax(dim=-1)
         metrics = {}
         if self.split["val"].numel():
             val = self.split["val"]
             metrics["val_loss"] = float(F.cross_entropy(logits[val], self.y[val]))
-        for key in SPLIT_NAMES:
-            idx = self.split[key]
-            if idx.numel() == 0:
-                continue
-            m = classification_metrics(self.y[idx], pred[idx], self.evaluator)
-            metrics[f"{key}_acc"] = m["acc"]
-            if final and key == "test":
-                metrics.update({f"test_{k}": v for k, v in m.items() if k != "acc"})
+        metrics.update(split_accuracy(self.y, logits.argmax(dim=-1), self.split, self.evaluator,
+                                      ("macro_precision", "macro_recall", "macro_f1") if final else ()))
         metrics["score"] = metrics.get("val_acc", metrics["train_acc"])
         return metrics
 
