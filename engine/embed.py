@@ -25,7 +25,7 @@ from layerscope.engine.data import GraphBundle, load_dataset
 from layerscope.engine.device import device_name, gpu_peak_bytes, resolve_device
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
-from layerscope.engine.objectives import OBJECTIVES, objective_name
+from layerscope.engine.objectives import objective_name, objective_spec
 from layerscope.engine.quality import split_accuracy
 from layerscope.engine.record import DTYPES, RunRecord, RunWriter, probe_probabilities, softmax
 from layerscope.engine.runs import MODEL_FILE, PENDING_FILE, RUN_FILE, atomic_write_json, read_record
@@ -106,7 +106,7 @@ def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: tor
     labels, split = bundle.data.y.numpy(), bundle_split(bundle)
     writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress)
     writer.add_layer("input", x.numpy())
-    spec = OBJECTIVES[objective_name(record.model["objective"], record.model.get("contrastive"))]
+    spec = objective_spec(objective_name(record.model.get("objective"), record.model.get("contrastive")))
     model.to(torch_device)
     last = None
     for name, out in layerwise(model, x.to(torch_device), bundle.adj_t.to(torch_device), block_rows, progress,

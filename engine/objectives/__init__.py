@@ -33,7 +33,8 @@ def objective_name(objective: str | None, contrastive: str | None = None) -> str
     return objective
 
 
-def objective_spec(name: str) -> ObjectiveSpec:
+def objective_spec(name: str | None) -> ObjectiveSpec:
+    """The registry entry of ``name``, or one line naming the objectives there are."""
     if name not in OBJECTIVES:
         raise UserError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")
     return OBJECTIVES[name]
