@@ -157,24 +157,13 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
             writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress)
             writer.add_layer("input", x.numpy())
             stream = _layer_stream(model, x.to(torch_device), edge_index, bundle, path, block_rows, progress)
-            from_model = predictions == "model" or (predictions == "auto" and stream.width == bundle.num_classes)
-            if predictions == "model" and stream.width != bundle.num_classes:
-                raise UserError(f"predictions='model' needs one output column per class: the model gives "
-                                f"{stream.width}, the data has {bundle.num_classes} classes")
-            head = "logits" if from_model else "embedding"
-            for i, (layer, values, where) in enumerate(stream.layers):
-                writer.add_layer(head if i == stream.count - 1 else layer, values, where)
-            last = values       # the model's output
-            if from_model:
-                probabilities, predicted_by = softmax(last), "model"
-            else:
-                probabilities = probe_probabilities(last, labels, writer.sample["train"], bundle.num_classes)
-                predicted_by = f"linear probe on {head}"
+            probabilities, predicted_by = _write_layers(writer, stream, bundle, predictions)
             record = RunRecord(name=name, dataset=bundle.facts(), model=model_info or describe(model),
                                source=source or {"kind": "python", "class": _qualified(model)},
                                metrics=split_accuracy(labels, probabilities.argmax(axis=1), split))
             record.embedding = {"device": device_name(torch_device), "path": path, "fast_path_refusal": reason,
-                                "block_rows": stream.block_rows, "inference_seconds": round(time.perf_counter() - start, 3)}
+                                "block_rows": stream.block_rows,
+                                "inference_seconds": round(time.perf_counter() - start, 3)}
             adj_t = bundle.adj_t
             written = writer.finish(record, probabilities, predicted_by,
                                     bundle.node_ids.numpy() if bundle.node_ids is not None else None,
@@ -182,6 +171,27 @@ def embed_model(model: torch.nn.Module, bundle: GraphBundle, out: Path, name: st
     finally:
         model.to(was_device)
     return EmbedResult(written, path, reason)
+
+
+def _write_layers(writer: RunWriter, stream: _LayerStream, bundle: GraphBundle,
+                  predictions: str) -> tuple[np.ndarray, str]:
+    """Add every layer of ``stream`` to ``writer``, the last named ``logits``
+    when it gives the predictions (``predictions``: model, probe or auto) and
+    ``embedding`` otherwise; returns the (N, C) class probabilities and what
+    made them (the model, or a linear probe on its output)."""
+    from_model = predictions == "model" or (predictions == "auto" and stream.width == bundle.num_classes)
+    if predictions == "model" and stream.width != bundle.num_classes:
+        raise UserError(f"predictions='model' needs one output column per class: the model gives "
+                        f"{stream.width}, the data has {bundle.num_classes} classes")
+    head = "logits" if from_model else "embedding"
+    for i, (layer, values, where) in enumerate(stream.layers):
+        writer.add_layer(head if i == stream.count - 1 else layer, values, where)
+    last = values       # the model's output
+    if from_model:
+        return softmax(last), "model"
+    labels = bundle.data.y.numpy()
+    return (probe_probabilities(last, labels, writer.sample["train"], bundle.num_classes),
+            f"linear probe on {head}")
 
 
 @dataclass
