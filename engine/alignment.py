@@ -20,6 +20,9 @@ def procrustes(nodes: np.ndarray, xy: np.ndarray, ref_nodes: np.ndarray, ref_xy:
     """The layout ``xy`` ((n, 2), row i for ``nodes[i]``) moved onto ``ref_xy``
     ((m, 2), for ``ref_nodes``) by orthogonal Procrustes with scale, fit on
     the nodes both show; (n, 2) float32. ``nodes`` and ``ref_nodes`` are unique."""
+    # scipy.linalg.orthogonal_procrustes gives the rotation; not scipy.spatial.procrustes,
+    # which rescales both layouts to unit size and returns them, where this moves
+    # every node of the layout (shared or not) into the reference's frame and scale.
     from scipy.linalg import orthogonal_procrustes
 
     shared, mine, theirs = np.intersect1d(nodes, ref_nodes, assume_unique=True, return_indices=True)

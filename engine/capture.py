@@ -84,6 +84,7 @@ def free_memory(device: torch.device) -> int:
     """Bytes free on ``device``: CUDA's count, or the system's available pages."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    # os.sysconf, not psutil.virtual_memory(): psutil is not a dependency of layerscope.
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
@@ -313,6 +314,12 @@ def _same_tensor(a: Tensor, b: Tensor | None) -> bool:
 class _InEdges:
     """The graph as ``forward`` receives it, sorted by target: each block's
     in-edges are a slice, duplicates and self-loops kept as they are."""
+
+    # Not PyG's k_hop_subgraph or NeighborLoader(num_neighbors=[-1]): the first
+    # scans every edge for each block (quadratic in the number of blocks) and
+    # keeps the edges among the sources too; the second needs pyg-lib or
+    # torch-sparse, which are optional here (engine.sampler). A slice of one
+    # CSR sorted by target is all a block-wise forward needs.
 
     def __init__(self, edge_index: Tensor, num_nodes: int):
         from layerscope.engine.data.bundle import adjacency

@@ -48,6 +48,8 @@ def load_record(path: Path) -> dict:
 def check_record(record: dict, where: Path, newest: int) -> None:
     """The fields of a complete run's record that readers use, with their
     types and ranges; raises ``UserError`` naming the first that is wrong."""
+    # Typed checks by hand, not jsonschema or pydantic: neither is a dependency,
+    # and these name the field and its allowed range in run.json's own words.
     version = record.get("schema_version")
     _int(version, f"{where}: schema_version", 1, newest)
     dataset = _dict(record.get("dataset"), f"{where}: dataset")
