@@ -12,9 +12,7 @@ import plotly.graph_objects as go
 
 from layerscope.dashboard.figures import FONT
 from layerscope.dashboard.text import escape_plotly
-
-METRIC_NAMES = {"knn_acc": "kNN accuracy (k=10)", "silhouette": "silhouette (cosine)",
-                "probe_acc": "linear-probe accuracy", "trustworthiness": "trustworthiness (2-D)"}
+from layerscope.engine.summary import METRIC_LABELS
 
 
 def _names(values) -> list[str]:
@@ -36,8 +34,9 @@ def metrics_by_layer(table: pd.DataFrame, metric: str) -> go.Figure:
         figure.add_scatter(x=_names(rows["layer"]), y=rows[metric], mode="lines+markers", name=escape_plotly(run),
                            hovertemplate=f"{escape_plotly(run)}<br>%{{x}}: %{{y:.3f}}<extra></extra>")
     figure.update_xaxes(title="layer", type="category")
-    figure.update_yaxes(title=METRIC_NAMES.get(metric, metric), gridcolor="#eeeeee")
-    return _style(figure, f"{METRIC_NAMES.get(metric, metric)} by layer")
+    label = METRIC_LABELS[metric].long if metric in METRIC_LABELS else metric
+    figure.update_yaxes(title=label, gridcolor="#eeeeee")
+    return _style(figure, f"{label} by layer")
 
 
 def cka_heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], title: str) -> go.Figure:

@@ -7,7 +7,7 @@ a link asks starts a computation: ``cached_layouts`` says whether the layouts
 of a point count are already in the run's projection cache, and when they are
 not, the page offers a button instead of computing them.
 
-No ``st.`` calls: the pages and ``state`` use these, tests call them directly.
+No ``st.`` calls: the pages and ``session`` use these, tests call them directly.
 """
 
 from __future__ import annotations

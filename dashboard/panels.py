@@ -3,28 +3,33 @@ holds widgets, so it can appear twice on a page."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from layerscope.dashboard.links import MAX_POINTS, MIN_POINTS
 from layerscope.dashboard.text import escape_markdown
-from layerscope.engine.project import Layout
+from layerscope.dashboard.views import layer_scores, scores_line
+from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig
 from layerscope.engine.runs import Run
-
-METRIC_LABELS = {"knn_acc": "kNN acc.", "silhouette": "silhouette", "probe_acc": "probe acc.",
-                 "trustworthiness": "trustworthiness"}
+from layerscope.engine.summary import METRIC_LABELS
 
 
-def legend_controls(class_names: list[str]) -> tuple[str, str | None, list[str]]:
-    """The category legend's controls in the sidebar: search, isolate one, hide some."""
+def legend_controls(class_names: list[str], key: str = "legend") -> tuple[str, str | None, list[str]]:
+    """The category legend's controls in the sidebar: search, isolate one,
+    hide some; their widgets' keys are ``key`` + ``_search``, ``_isolate``,
+    ``_hide`` (session state: ``DEFAULTS`` holds the "legend" ones)."""
+    isolate_key, hide_key = f"{key}_isolate", f"{key}_hide"
     with st.sidebar.expander(f"Categories ({len(class_names)})", expanded=True):
-        search = st.text_input("Search", key="legend_search", placeholder="e.g. camera")
-        if st.session_state.legend_isolate not in class_names:
-            st.session_state.legend_isolate = None
-        isolate = st.selectbox("Isolate one", class_names, key="legend_isolate", index=None,
+        search = st.text_input("Search", key=f"{key}_search", placeholder="e.g. camera")
+        if st.session_state.get(isolate_key) not in class_names:
+            st.session_state[isolate_key] = None
+        isolate = st.selectbox("Isolate one", class_names, key=isolate_key, index=None,
                                placeholder="all categories")
-        st.session_state.legend_hide = [n for n in st.session_state.legend_hide if n in class_names]
-        hide = st.multiselect("Hide", class_names, key="legend_hide", disabled=isolate is not None)
+        st.session_state[hide_key] = [n for n in st.session_state.get(hide_key, []) if n in class_names]
+        hide = st.multiselect("Hide", class_names, key=hide_key, disabled=isolate is not None)
         matches = [name for name in class_names if search.strip() and search.strip().lower() in name.lower()]
         if search.strip():
             st.caption(f"{len(matches)} match: " + ", ".join(map(escape_markdown, matches[:8]))
@@ -32,21 +37,14 @@ def legend_controls(class_names: list[str]) -> tuple[str, str | None, list[str]]
     return search, isolate, hide
 
 
-def layer_metrics(run: Run, layer: str, layout: Layout | None) -> dict[str, float | None]:
-    entry = next(e for e in run.layers if e["name"] == layer)
-    values = {key: (entry.get("metrics") or {}).get(key) for key in ("knn_acc", "silhouette", "probe_acc")}
-    values["trustworthiness"] = layout.info.get("trustworthiness") if layout else None
-    return values
-
-
 def layer_metrics_caption(run: Run, layer: str, layout: Layout | None, compact: bool = False) -> None:
     """The layer's quality as metric tiles (or one caption line when ``compact``)."""
-    values = layer_metrics(run, layer, layout)
+    values = layer_scores(run, layer, layout)
     if compact:
-        st.caption(" · ".join(f"{METRIC_LABELS[k]} {v:.3f}" for k, v in values.items() if v is not None))
+        st.caption(scores_line(values))
         return
     for column, (key, value) in zip(st.columns(len(values)), values.items()):
-        column.metric(METRIC_LABELS[key], "—" if value is None else f"{value:.3f}")
+        column.metric(METRIC_LABELS[key].short, "—" if value is None else f"{value:.3f}")
 
 
 def selection_table(nodes: pd.DataFrame, selected: np.ndarray, limit: int = 1000) -> None:
@@ -60,3 +58,25 @@ def selection_table(nodes: pd.DataFrame, selected: np.ndarray, limit: int = 1000
                                                                                 format="%.2f")})
     counts = nodes.iloc[selected]["category"].value_counts().rename("nodes").to_frame()
     right.dataframe(counts[counts["nodes"] > 0], height=320)
+
+
+def projection_settings() -> ProjectionConfig:
+    """Sidebar controls for the projection; returns the chosen config. Moving
+    one asks for the layouts it names (``may_compute``)."""
+    cfg: ProjectionConfig = st.session_state.projection
+    with st.sidebar.expander("Projection"):
+        method = st.selectbox("method", ["umap", "pca"], index=["umap", "pca"].index(cfg.method))
+        n_neighbors = st.slider("n_neighbors", 5, 100, cfg.n_neighbors, disabled=method != "umap")
+        min_dist = st.slider("min_dist", 0.0, 0.99, cfg.min_dist, 0.01, disabled=method != "umap")
+        metric = st.selectbox("metric", ["cosine", "euclidean"], index=["cosine", "euclidean"].index(cfg.metric))
+        seed = st.number_input("seed", 0, 2**31 - 1, cfg.seed)
+        points = st.number_input("points on the map", MIN_POINTS, MAX_POINTS, cfg.sample or DEFAULT_SAMPLE, 10_000,
+                                 help="A category-stratified sample every layer and run shares; "
+                                      "all nodes when the graph has fewer")
+    chosen = dataclasses.replace(cfg, method=method, n_neighbors=n_neighbors, min_dist=min_dist,
+                                 metric=metric, seed=int(seed), sample=int(points))
+    if (method, n_neighbors, min_dist, metric, int(seed), int(points)) != \
+            (cfg.method, cfg.n_neighbors, cfg.min_dist, cfg.metric, cfg.seed, cfg.sample or DEFAULT_SAMPLE):
+        st.session_state.may_compute = True         # the person moved a setting: lay out what it asks
+    st.session_state.projection = chosen
+    return chosen

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerscope.dashboard.figures import (CORRECT_COLOURS, OFFLINE_CONFIG, SPLIT_COLOURS, category_palette,
-                                          legend_entries, marker_size)
+from layerscope.dashboard.figures import (CORRECT_COLOURS, OFFLINE_CONFIG, SPLIT_COLOURS, MapStyle, category_palette,
+                                          legend_entries, map_figure, marker_size, shared_ranges)
 
 SLIDE_INCHES = (40 / 3, 7.5)    # a 16:9 slide
 DPI = 150                       # 2,000 x 1,125 pixels
@@ -129,3 +129,16 @@ Made by layerscope on {time.strftime("%Y-%m-%d %H:%M")}.</p>
 
 def provenance(run_name: str, layers: list[str], projection: str) -> str:
     return f"run {run_name} · layer {', '.join(layers)} · {projection}"
+
+
+def export_files(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], colour_by: str, title: str,
+                 provenance: str, table: pd.DataFrame) -> dict[str, bytes]:
+    """Everything the Export page hands out for one view, made at once:
+    ``png`` and ``svg`` (``static_maps``) and ``html`` (``html_report`` with
+    the interactive maps on shared axes and the metrics ``table``)."""
+    figure = static_maps(panels, class_names, colour_by, title, provenance)
+    ranges = shared_ranges([frame for _, frame in panels])
+    maps = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=panel_title, ranges=ranges, height=620))
+            for panel_title, frame in panels]
+    return {"png": image_bytes(figure, "png"), "svg": image_bytes(figure, "svg"),
+            "html": html_report(title, maps, table, provenance).encode()}

@@ -7,6 +7,8 @@ plain pandas / numpy objects; nothing is drawn.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -15,12 +17,19 @@ from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, quality_sample
 from layerscope.engine.runs import Run
 
-METRIC_COLUMNS = {          # column -> what the dashboard calls it
-    "knn_acc": "kNN accuracy",
-    "silhouette": "silhouette",
-    "probe_acc": "probe accuracy",
-    "trustworthiness": "trustworthiness",
+
+class MetricLabel(NamedTuple):
+    long: str       # tables, chart axes and titles
+    short: str      # a caption line under a map
+
+
+METRIC_LABELS = {           # per-layer quality column -> what tables, charts and captions call it
+    "knn_acc": MetricLabel("kNN accuracy (k=10)", "kNN acc."),
+    "silhouette": MetricLabel("silhouette (cosine)", "silhouette"),
+    "probe_acc": MetricLabel("linear-probe accuracy", "probe acc."),
+    "trustworthiness": MetricLabel("trustworthiness (2-D)", "trustworthiness"),
 }
+RUN_METRICS = ("knn_acc", "silhouette", "probe_acc")     # the ones run.json holds; trustworthiness is the layout's
 
 
 def layer_metrics(run: Run, trustworthiness: dict[str, float] | None = None) -> pd.DataFrame:
@@ -33,10 +42,10 @@ def layer_metrics(run: Run, trustworthiness: dict[str, float] | None = None) -> 
     for position, entry in enumerate(run.layers):
         metrics = entry.get("metrics") or {}
         rows.append({"run": run.name, "layer": entry["name"], "position": position, "dim": entry["dim"],
-                     **{key: metrics.get(key) for key in ("knn_acc", "silhouette", "probe_acc")},
+                     **{key: metrics.get(key) for key in RUN_METRICS},
                      "trustworthiness": trustworthiness.get(entry["name"])})
-    frame = pd.DataFrame(rows, columns=["run", "layer", "position", "dim", *METRIC_COLUMNS])
-    return frame.astype({key: float for key in METRIC_COLUMNS})
+    frame = pd.DataFrame(rows, columns=["run", "layer", "position", "dim", *METRIC_LABELS])
+    return frame.astype({key: float for key in METRIC_LABELS})
 
 
 def needs_scores(run: Run) -> bool:

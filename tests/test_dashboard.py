@@ -1,5 +1,5 @@
-"""The dashboard's pages under Streamlit's AppTest, on Amazon Photo runs, and
-the pure functions behind them (figures, tables, exports)."""
+"""The dashboard's pages under Streamlit's AppTest, on Amazon Photo runs (the
+pure functions behind them: test_dashboard_figures.py, test_views.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from layerscope.dashboard.figures import (MAX_TRACES, MapStyle, category_filter, category_palette, legend_entries, map_figure,
-                               map_frame)
 from layerscope.dashboard.plotly_map import map_file
-from layerscope.dashboard.report import html_report, image_bytes, static_maps
-from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run_graph
+from layerscope.engine.neighbours import nearest_in_layer
 from layerscope.engine.project import ProjectionConfig, project_layers
 from layerscope.engine.runs import read_run
-from layerscope.engine.summary import confusion, cross_run_cka, layer_metrics
 from layerscope.engine.config import TrainConfig
 from layerscope.engine.pipeline import train_run
 
@@ -39,7 +34,7 @@ def runs(photo_run, shared_data, tmp_path_factory) -> Path:
     cfg = TrainConfig(dataset="amazon-photo", model="gcn", hidden_channels=64, epochs=60, split="60/20/20",
                       data_root=str(shared_data))
     train_run(cfg, root, "photo-gcn", progress=False)
-    cfg = TrainConfig(dataset="amazon-photo", model="sage", objective="contrastive", hidden_channels=64,
+    cfg = TrainConfig(dataset="amazon-photo", model="sage", objective="infonce", hidden_channels=64,
                       out_channels=64, epochs=10, batch_size=2048, split="60/20/20", data_root=str(shared_data))
     train_run(cfg, root, "photo-contrastive", progress=False)
     shutil.copytree(photo_run, root / "broken")
@@ -165,6 +160,25 @@ def test_opening_a_page_computes_no_layout_until_asked(app, runs, tmp_path, monk
     assert list((tmp_path / "fresh" / "projections").glob("*.parquet"))
 
 
+def test_metrics_opens_on_a_run_with_no_layouts_without_laying_one_out(runs, tmp_path, monkeypatch):
+    """Trustworthiness is read from the layouts already cached: on a run with
+    none, Metrics lays out no layer and says "not projected yet" where the
+    numbers would be."""
+    shutil.copytree(runs / "photo-sage", tmp_path / "fresh", ignore=shutil.ignore_patterns("projections"))
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["projection"] = FAST
+    at.switch_page("app_pages/metrics.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not (tmp_path / "fresh" / "projections").exists()        # no layout computed, none written
+    assert not [b for b in at.button if str(b.key).startswith("lay_out_")]
+    table = at.dataframe[0]
+    assert table.value["trustworthiness"].isna().all() and table.value["knn_acc"].notna().all()
+    assert table.proto.placeholder == "not projected yet"        # what the table's empty cells show
+    assert "Trustworthiness: not projected yet for fresh" in " ".join(c.value for c in at.caption)
+
+
 def test_compare_shows_three_aligned_layers_with_their_metrics(app, runs):
     at = _open(app, "compare")
     figures = _figures(at)
@@ -200,7 +214,7 @@ def test_compare_puts_a_supervised_and_a_contrastive_sage_side_by_side(app, runs
     assert contrastive["metrics"]["eval"] == "linear-probe" and contrastive["metrics"]["test_acc"] > 0.5
 
     at.sidebar.selectbox(key="run").set_value("photo-contrastive").run()
-    assert "sage (contrastive, infonce) · 4 layers" in " ".join(c.value for c in at.sidebar.caption)
+    assert "sage (infonce) · 4 layers" in " ".join(c.value for c in at.sidebar.caption)
 
 
 def test_a_selection_in_one_compare_panel_is_shown_in_every_panel(app):
@@ -239,124 +253,42 @@ def test_neighbours_page_lists_embedding_and_graph_neighbours(app, runs):
     assert "graph neighbours" in {t["name"] for t in _figures(at)[0]["data"]}
 
 
-def test_export_offers_png_svg_and_html(app):
-    at = _open(app, "export")
+def _exported(at: AppTest) -> dict:
+    """Press Export's button; the files its download buttons hand out."""
+    assert not at.get("download_button")        # drawn when asked, not on every rerun
+    at.button(key="export_make").click().run()
+    assert not at.exception
     assert [b.label for b in at.get("download_button")] == ["PNG", "SVG", "HTML report"]
+    return at.session_state["export_files"]
+
+
+def test_export_offers_png_svg_and_html(app, runs):
+    import xml.etree.ElementTree as ElementTree
+
+    at = _open(app, "export")
+    files = _exported(at)
+    assert files["png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert tuple(np.frombuffer(files["png"][16:24], dtype=">u4")) == (2000, 1125)
+    svg = ElementTree.fromstring(files["svg"])
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = " ".join(t for t in svg.itertext())
+    assert "photo-sage · hidden2" in texts and "what each layer of sage learned" in texts
+    assert svg.findall(".//{http://www.w3.org/2000/svg}image")       # the points, rasterised inside the SVG
+    report = files["html"].decode()
+    start = re.search(r'Plotly\.newPlot\(\s*"map-0",\s*', report).end()
+    traces, end = json.JSONDecoder().raw_decode(report, start)     # the figure's data and layout, as plotly.js
+    layout, _ = json.JSONDecoder().raw_decode(report, re.compile(r",\s*").match(report, end).end())    # gets them
+    assert sum(_array(t["x"]).size for t in traces) == read_run(runs / "photo-sage").record["dataset"]["num_nodes"]
+    assert layout["title"]["text"] == "photo-sage · hidden2" and "run photo-sage · layer hidden2" in report
+
     at.radio(key="export_view").set_value("Compare grid").run()
     assert not at.exception
     assert "layer hidden1, hidden2, logits" in at.caption[0].value
-
-
-# --- the pure functions behind the pages ---------------------------------------------------------
-
-def test_the_palette_gives_47_distinct_stable_colours():
-    palette = category_palette(47)
-    assert len(set(palette)) == 47 and palette == category_palette(47)
-    assert category_palette(8) == palette[:8]       # category i has one colour whatever the run
-
-
-def test_legend_search_isolate_and_hide():
-    names = ["Digital Cameras", "Lenses", "Camera Bags", "Flashes"]
-    assert category_filter(names, "camera") == ({0, 1, 2, 3}, {0, 2})
-    assert category_filter(names, isolate="Lenses")[0] == {1}
-    assert category_filter(names, hide=["Flashes", "Lenses"])[0] == {0, 2}
-
-
-def test_a_large_map_keeps_traces_few_and_hover_free_of_per_point_strings():
-    rng = np.random.default_rng(0)
-    n, classes = 100_000, 47
-    labels = rng.integers(0, classes, n)
-    wrong = rng.random(n) < 0.2
-    prediction = np.where(wrong, rng.integers(0, classes, n), labels)
-    frame = pd.DataFrame({"node": np.arange(n), "x": rng.normal(size=n).astype(np.float32),
-                          "y": rng.normal(size=n).astype(np.float32), "label": labels, "prediction": prediction,
-                          "confidence": rng.random(n).astype(np.float32), "correct": prediction == labels,
-                          "split": rng.integers(0, 3, n), "degree": rng.integers(0, 50, n)})
-    names = [f"category {i}" for i in range(classes)]
-    figure = map_figure(frame, names)
-    go.Figure(figure.to_dict())     # the figure is built unvalidated; plotly's validation must accept it
-    assert len(figure.data) <= MAX_TRACES
-    assert sum(len(t.x) for t in figure.data) == n
-    assert all(t.text is None and t.hovertext is None for t in figure.data)
-    assert len(figure.to_json()) < 40 * n      # float32 arrays in base64 and a template per trace; no strings
-    assert [t.name for t in figure.data if t.showlegend] == names
-    assert "click for its name" in " ".join(t.hovertemplate for t in figure.data)
-
-
-def test_a_map_carries_every_layers_coordinates_of_its_points():
-    rng = np.random.default_rng(1)
-    n, classes = 500, 6
-    labels = rng.integers(0, classes, n)
-    frame = pd.DataFrame({"node": rng.permutation(10 * n)[:n], "x": rng.normal(size=n).astype(np.float32),
-                          "y": rng.normal(size=n).astype(np.float32), "label": labels, "prediction": labels,
-                          "confidence": np.ones(n, np.float32), "correct": True, "split": rng.integers(0, 3, n),
-                          "degree": rng.integers(0, 50, n)})
-    other = rng.normal(size=(n, 2)).astype(np.float32)
-    where = dict(zip(frame["node"], other))
-    names = [f"category {i}" for i in range(classes)]
-    figure = map_figure(frame, names, MapStyle(shown={0, 2, 3}), layers={"here": frame[["x", "y"]], "other": other})
-    assert sum(len(t.x) for t in figure.data) == frame["label"].isin({0, 2, 3}).sum()
-    for trace in figure.data:
-        coordinates = {axis: np.frombuffer(base64.b64decode(spec["bdata"]), "<f4")
-                       for axis, spec in trace.meta["layers"]["other"].items()}
-        expected = [where[node] for node in trace.customdata[:, 0]]
-        assert np.array_equal(np.c_[coordinates["x"], coordinates["y"]], expected)
-        here = trace.meta["layers"]["here"]
-        assert np.array_equal(np.frombuffer(base64.b64decode(here["x"]["bdata"]), "<f4"), trace.x)
-    with pytest.raises(ValueError, match="one row per row"):
-        map_figure(frame, names, layers={"short": other[:10]})
-
-
-def test_static_export_has_title_legend_and_provenance(photo_run):
-    run = read_run(photo_run)
-    nodes = run.nodes()
-    [layout] = project_layers(run, ["hidden2"], ProjectionConfig(method="pca"))
-    frame = map_frame(layout.nodes, layout.xy, nodes)
-    names = run.record["dataset"]["class_names"]
-    figure = static_maps([("sage · hidden2", frame)], names, "category", "What GraphSAGE learned",
-                         "run sage · layer hidden2 · PCA")
-    legend = [t.get_text() for t in figure.legends[0].get_texts()]
-    assert legend == [name for name, _ in legend_entries([frame], "category", names)] == names
-    png = image_bytes(figure, "png")
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = np.frombuffer(png[16:24], dtype=">u4")
-    assert (width, height) == (2000, 1125)
-    svg = image_bytes(figure, "svg").decode()
-    assert all(name.replace("&", "&amp;") in svg for name in names) and "What GraphSAGE learned" in svg
-
-
-def test_tables_behind_the_metrics_page(photo_run):
-    run = read_run(photo_run)
-    table = layer_metrics(run, {"hidden2": 0.95})
-    assert list(table["layer"]) == ["input", "hidden1", "hidden2", "logits"]
-    assert table["trustworthiness"].isna().sum() == 3
-    matrix, num_nodes = cross_run_cka(run, run)
-    assert np.allclose(np.diag(matrix), 1.0) and num_nodes == run.record["dataset"]["split_sizes"]["test"]
-    counts = confusion(run.nodes(), run.record["dataset"]["class_names"])
-    accuracy = np.trace(counts.to_numpy()) / counts.to_numpy().sum()
-    assert accuracy == pytest.approx(run.record["metrics"]["test_acc"], abs=1e-9)
-
-
-def test_graph_neighbours_are_the_dataset_edges(photo_run, photo):
-    run = read_run(photo_run)
-    graph = run_graph(run)
-    degree = run.nodes()["degree"].to_numpy()
-    assert np.array_equal(np.diff(graph.indptr), degree)
-    neighbours = graph_neighbours(graph, 7)
-    assert neighbours.size == degree[7] and (graph[neighbours, 7].toarray() > 0).all()
-    similar, similarity = nearest_in_layer(run.layer("hidden2"), 7, 5)
-    assert 7 not in similar and np.all(np.diff(similarity) <= 0) and similarity[0] <= 1.0 + 1e-6
-
-
-def test_the_html_report_holds_maps_legend_table_and_provenance(photo_run):
-    run = read_run(photo_run)
-    [layout] = project_layers(run, ["hidden2"], ProjectionConfig(method="pca"))
-    figure = map_figure(map_frame(layout.nodes, layout.xy, run.nodes()), run.record["dataset"]["class_names"],
-                        MapStyle(title="sage · hidden2"))
-    report = html_report("Photo report", [figure], layer_metrics(run), "run sage · layer hidden2 · PCA")
-    assert len(report) > 3_000_000 and not re.search(r'<script[^>]*src="http', report)    # plotly.js inlined
-    assert 'id="provenance"' in report and "run sage · layer hidden2 · PCA" in report
-    assert "Lighting &amp; Studio" in report or "Lighting & Studio" in report
+    assert "The view changed" in " ".join(c.value for c in at.caption)
+    files = _exported(at)
+    texts = " ".join(ElementTree.fromstring(files["svg"]).itertext())
+    assert all(f"photo-sage · {name}" in texts for name in ("hidden1", "hidden2", "logits"))
+    assert b'id="map-2"' in files["html"]
 
 
 def test_a_layer_with_nan_rows_is_an_error_message_not_a_traceback(photo_run, tmp_path, monkeypatch):

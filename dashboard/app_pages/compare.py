@@ -4,29 +4,32 @@ in a grid with shared colours, aligned layouts, shared axes and linked selection
 import numpy as np
 import streamlit as st
 
-from layerscope.dashboard import state
-from layerscope.dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries, legend_html,
-                               map_figure, map_frame, shared_ranges)
+from layerscope.dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries,
+                                          legend_html, map_figure, map_frame, shared_ranges)
+from layerscope.dashboard.layouts import compare_panels
+from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
 from layerscope.dashboard.plotly_map import plotly_map
-from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, selection_table
+from layerscope.dashboard.readers import list_runs, node_table, open_run
+from layerscope.dashboard.views import (default_compare_layers, default_layer, linked_selection, projection_caption,
+                                        shared_layers)
 from layerscope.engine.summary import same_graph
 
 COLUMNS = 3     # panels per row
 
 
-run = state.open_run(st.session_state.run)
+run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
-cfg = state.projection_settings()
+cfg = projection_settings()
 search, isolate, hide = legend_controls(class_names)
-names, _ = state.list_runs()
-peers = [name for name in names if same_graph(state.open_run(name), run)]
+names, _ = list_runs()
+peers = [name for name in names if same_graph(open_run(name), run)]
 
 top = st.columns([2, 3, 2])
 mode = top[0].radio("Compare", ["layers of one run", "one layer across runs"], key="compare_mode")
-layer_names = [entry["name"] for entry in run.layers]
+layer_names = run.layer_names
 if mode == "layers of one run":
     if not st.session_state.compare_layers or not set(st.session_state.compare_layers) <= set(layer_names):
-        st.session_state.compare_layers = state.default_compare_layers(run, COLUMNS)
+        st.session_state.compare_layers = default_compare_layers(layer_names, COLUMNS)
     top[1].multiselect("Layers", layer_names, key="compare_layers")
 else:
     if not st.session_state.compare_runs or not set(st.session_state.compare_runs) <= set(peers):
@@ -34,27 +37,26 @@ else:
     top[1].multiselect("Runs on this graph", peers, key="compare_runs",
                        help="Runs whose dataset fingerprint matches the run in the sidebar; "
                             "every run is aligned onto the first one")
-    common = [e["name"] for e in run.layers if all(
-        e["name"] in {x["name"] for x in state.open_run(name).layers} for name in st.session_state.compare_runs)]
+    common = shared_layers([run, *[open_run(name) for name in st.session_state.compare_runs]])
     if not common:
         st.warning("These runs share no layer name; pick runs of models with the same layers.")
         st.stop()
     if st.session_state.compare_layer not in common:
-        st.session_state.compare_layer = common[-2] if len(common) > 1 else common[0]
+        st.session_state.compare_layer = default_layer(common)
     top[1].selectbox("Layer", common, key="compare_layer")
 colour_by = top[2].selectbox("Colour by", list(COLOUR_MODES), format_func=COLOUR_MODES.get, key="colour_by")
-panels = state.compare_panels(run, cfg)
+panels = compare_panels(run, cfg)
 if not panels:
     st.info("Pick at least one layer or run to compare.")
     st.stop()
 
-nodes = state.node_table(run)
+nodes = node_table(run)
 frames = [map_frame(layout.nodes, layout.xy, nodes) for _, _, layout in panels]
 ranges = shared_ranges(frames)
 shown, matched = category_filter(class_names, search, isolate, hide)
 selection = np.asarray(st.session_state.compare_selection, dtype=np.int64)
 height = 460 if len(panels) > 1 else 640
-changed = None
+reported = []
 st.html(legend_html(legend_entries(frames, colour_by, class_names)))
 for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames)):
     if index % COLUMNS == 0:
@@ -63,19 +65,17 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
         style = MapStyle(colour_by=colour_by, title=f"{panel_run.name} · {layer}", shown=shown, ranges=ranges,
                          matched=matched if search.strip() else None, height=height,
                          selected=selection if selection.size else None, legend=False)
-        key = f"compare_panel_{index}"
-        chosen = plotly_map(map_figure(frame, class_names, style), key=key, config=MAP_CONFIG).nodes
+        reported.append(plotly_map(map_figure(frame, class_names, style), key=f"compare_panel_{index}",
+                                   config=MAP_CONFIG).nodes)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
-        # A panel whose selection changed since the last run sets the selection of all.
-        if chosen != st.session_state.get(f"{key}_seen", []):
-            st.session_state[f"{key}_seen"] = chosen
-            changed = chosen
 
-if changed is not None and changed != st.session_state.compare_selection:
+st.session_state.compare_seen, changed = linked_selection(reported, st.session_state.compare_seen,
+                                                          st.session_state.compare_selection)
+if changed is not None:
     st.session_state.compare_selection = changed
     st.rerun()      # draw the new selection in the panels drawn before this one
 
-st.caption(f"Every panel: {state.projection_caption(cfg, panels[0][2])}")
+st.caption(f"Every panel: {projection_caption(cfg, panels[0][2])}")
 if selection.size:
     left, right = st.columns([4, 1])
     left.subheader(f"{selection.size:,} nodes selected, highlighted in every panel")

@@ -3,13 +3,16 @@
 import numpy as np
 import streamlit as st
 
-from layerscope.dashboard import state
 from layerscope.dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter
+from layerscope.dashboard.layouts import layouts
+from layerscope.dashboard.map_memo import explore_map
+from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
 from layerscope.dashboard.plotly_map import plotly_map
-from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, selection_table
+from layerscope.dashboard.readers import node_table, open_run
 from layerscope.dashboard.text import escape_markdown
+from layerscope.dashboard.views import default_layer, layer_switch, projection_caption
 
-run = state.open_run(st.session_state.run)
+run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
 layer_names = [entry["name"] for entry in run.layers]
 if not layer_names:
@@ -18,35 +21,33 @@ if not layer_names:
     st.stop()
 # The map's layer buttons switch layer in the browser, then report it: take
 # each press once as the page's layer (another page may set a layer later).
-reported = st.session_state.get("explore_map") or {}
-press = (reported.get("layer"), reported.get("switch"))
-if press[0] in layer_names and press != st.session_state.explore_map_switch:
+press = layer_switch(st.session_state.get("explore_map"), layer_names, st.session_state.explore_map_switch)
+if press:
     st.session_state.explore_map_switch, st.session_state.layer = press, press[0]
 if st.session_state.layer not in layer_names:
-    st.session_state.layer = layer_names[-2] if len(layer_names) > 2 else layer_names[-1]
+    st.session_state.layer = default_layer(layer_names)
 
-cfg = state.projection_settings()
+cfg = projection_settings()
 search, isolate, hide = legend_controls(class_names)
 st.columns(3)[0].selectbox("Colour by", list(COLOUR_MODES), format_func=COLOUR_MODES.get, key="colour_by")
 
-all_layouts = state.layouts(run, cfg)
+all_layouts = layouts(run, cfg)
 layout = all_layouts[st.session_state.layer]
-nodes = state.node_table(run)
+nodes = node_table(run)
 shown, matched = category_filter(class_names, search, isolate, hide)
 style = MapStyle(colour_by=st.session_state.colour_by, title=run.name, shown=shown,
                  matched=matched if search.strip() else None)
 # One figure holds every layer of the sample, so a layer button moves the
 # points in the browser instead of waiting for a new figure.
-figure, offered = state.explore_map(run, st.session_state.layer, all_layouts, style)
+figure, offered = explore_map(run, st.session_state.layer, all_layouts, style)
 event = plotly_map(figure, key="explore_map", config=MAP_CONFIG, layer=st.session_state.layer, layers=offered,
                    title=f"{run.name} · {{layer}}")
 selected = np.asarray(event.nodes, dtype=np.int64)
 
 how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
-st.caption(f"{state.projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
+st.caption(f"{projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
 layer_metrics_caption(run, st.session_state.layer, layout)
 
-st.session_state.explore_selection = selected.tolist()
 if selected.size:
     st.subheader(f"{selected.size:,} selected nodes")
     selection_table(nodes, selected)

@@ -1,51 +1,48 @@
 """Metrics: which layer separates categories best, how alike layers and runs
 are, how training went, and what the model confuses."""
 
-import pandas as pd
 import streamlit as st
 
-from layerscope.dashboard import state
-from layerscope.dashboard.charts import METRIC_NAMES, cka_heatmap, confusion_heatmap, metrics_by_layer, training_curves
+from layerscope.dashboard.charts import cka_heatmap, confusion_heatmap, metrics_by_layer, training_curves
 from layerscope.dashboard.figures import OFFLINE_CONFIG
+from layerscope.dashboard.panels import projection_settings
+from layerscope.dashboard.readers import history, list_runs, node_table, open_run, run_cka
 from layerscope.dashboard.text import escape_markdown
-from layerscope.engine.summary import best_layer, confusion, cross_run_cka, layer_metrics, same_graph
+from layerscope.dashboard.views import NOT_PROJECTED, projection_caption, quality_table
+from layerscope.engine.summary import METRIC_LABELS, best_layer, confusion, same_graph
 
-
-@st.cache_data(show_spinner="Computing CKA between the runs…")
-def run_cka(name_a: str, name_b: str, stamp: tuple) -> tuple[list[list[float]], int]:
-    """``stamp`` (the runs' creation times) makes a rewritten run miss the cache."""
-    matrix, num_nodes = cross_run_cka(state.open_run(name_a), state.open_run(name_b))
-    return matrix.tolist(), num_nodes
-
-
-run = state.open_run(st.session_state.run)
-cfg = state.projection_settings()
-names, _ = state.list_runs()
-peers = [name for name in names if same_graph(state.open_run(name), run)]
+run = open_run(st.session_state.run)
+cfg = projection_settings()
+names, _ = list_runs()
+peers = [name for name in names if same_graph(open_run(name), run)]
 chosen = st.multiselect("Runs", peers, default=[run.name], key="metrics_runs",
                         help="Runs on the same graph as the run in the sidebar")
-runs = [state.open_run(name) for name in chosen] or [run]
+runs = [open_run(name) for name in chosen] or [run]
 
 st.subheader("Quality by layer")
-tables = []
+# Trustworthiness is the layouts' own: read from the runs' projection caches, never computed here.
+table = quality_table(runs, cfg)
 for each in runs:
-    trust = {name: layout.info.get("trustworthiness") for name, layout in state.layouts(each, cfg).items()}
-    tables.append(layer_metrics(each, trust))
-table = pd.concat(tables, ignore_index=True)
-for each, frame in zip(runs, tables):
-    best = best_layer(frame)
+    frame = table[table["run"] == each.name].set_index("layer")
+    best = best_layer(frame.reset_index())
     if best:
         st.markdown(f"**{escape_markdown(each.name)}**: {escape_markdown(best)} separates categories best "
-                    f"(kNN accuracy {frame.set_index('layer').loc[best, 'knn_acc']:.3f}).")
-st.dataframe(table.drop(columns="position"), hide_index=True, key="metrics_table",
-             column_config={key: st.column_config.NumberColumn(label, format="%.3f")
-                            for key, label in METRIC_NAMES.items()})
-metric = st.selectbox("Chart", list(METRIC_NAMES), format_func=METRIC_NAMES.get, key="metrics_chart")
+                    f"(kNN accuracy {frame.loc[best, 'knn_acc']:.3f}).")
+# Every run has its scores (readers.open_run fills in missing ones): a missing value is a layout not made yet.
+st.dataframe(table.drop(columns="position"), hide_index=True, key="metrics_table", placeholder=NOT_PROJECTED,
+             column_config={key: st.column_config.NumberColumn(label.long, format="%.3f")
+                            for key, label in METRIC_LABELS.items()})
+unprojected = sorted(set(table.loc[table["trustworthiness"].isna(), "run"]))
+if unprojected:
+    st.caption(f"Trustworthiness: {NOT_PROJECTED} for {escape_markdown(', '.join(unprojected))} with these "
+               "projection settings (the Explore page lays the layers out).")
+metric = st.selectbox("Chart", list(METRIC_LABELS), format_func=lambda key: METRIC_LABELS[key].long,
+                      key="metrics_chart")
 st.plotly_chart(metrics_by_layer(table, metric), key="metrics_by_layer", config=OFFLINE_CONFIG)
 st.caption("kNN accuracy: test nodes classified by their 10 nearest training nodes (cosine). Silhouette: "
            "how far categories sit apart (cosine, −1 to 1). Probe: logistic regression on the layer. "
            "Trustworthiness: how well the 2-D map keeps each node's 15 nearest neighbours "
-           f"({state.projection_caption(cfg)}).")
+           f"({projection_caption(cfg)}).")
 
 st.subheader("Similarity of layers (linear CKA)")
 left, right = st.columns(2)
@@ -57,20 +54,18 @@ if record_cka:
 others = [name for name in peers if name != run.name]
 if others:
     other = right.selectbox("Against run", others, key="metrics_cka_run")
-    stamp = (run.record.get("created"), state.open_run(other).record.get("created"))
-    matrix, num_nodes = run_cka(run.name, other, stamp)
-    right.plotly_chart(cka_heatmap(matrix, [e["name"] for e in run.layers],
-                                   [e["name"] for e in state.open_run(other).layers],
+    matrix, num_nodes = run_cka(run, open_run(other))
+    right.plotly_chart(cka_heatmap(matrix, run.layer_names, open_run(other).layer_names,
                                    f"{run.name} (rows) vs {other} ({num_nodes:,} nodes)"), key="cka_runs",
                        config=OFFLINE_CONFIG)
 else:
     right.info("Train another model on this graph to compare runs layer by layer.")
 
-history = state.history(run)
-if history is not None and len(history):
+epochs = history(run)
+if epochs is not None and len(epochs):
     st.subheader("Training")
-    st.plotly_chart(training_curves(history), key="training_curves", config=OFFLINE_CONFIG)
-counts = confusion(state.node_table(run), run.record["dataset"]["class_names"])
+    st.plotly_chart(training_curves(epochs), key="training_curves", config=OFFLINE_CONFIG)
+counts = confusion(node_table(run), run.record["dataset"]["class_names"])
 if not counts.empty and counts.to_numpy().sum():
     st.subheader("Confusion by category")
     metrics = run.record.get("metrics", {})

@@ -2,39 +2,25 @@
 is alike) next to its graph neighbours (what was bought together)."""
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from layerscope.dashboard import state
-from layerscope.dashboard.plotly_map import plotly_map
 from layerscope.dashboard.figures import MAP_CONFIG, MapStyle, map_figure, map_frame
+from layerscope.dashboard.layouts import layouts
+from layerscope.dashboard.panels import projection_settings
+from layerscope.dashboard.plotly_map import plotly_map
+from layerscope.dashboard.readers import node_table, open_run, stored_graph
 from layerscope.dashboard.text import escape_markdown
+from layerscope.dashboard.views import anchor_line, category_members, default_layer, neighbour_rows
 from layerscope.engine.errors import UserError
-from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run_graph
-from layerscope.engine.runs import Run
+from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer
 
-
-@st.cache_resource(show_spinner="Loading the run's graph…")
-def graph_of(name: str, created: str):
-    """The run's adjacency (CSR, memory-mapped from its graph/ folder), shared
-    by every session; never mutated. ``created`` makes a rewritten run miss the cache."""
-    return run_graph(state.open_run(name))
-
-
-def neighbour_rows(nodes: pd.DataFrame, ids: np.ndarray, anchor_label: int) -> pd.DataFrame:
-    rows = nodes.iloc[ids][["node_id", "category", "prediction", "degree"]].copy() \
-        if "prediction" in nodes else nodes.iloc[ids][["node_id", "category", "degree"]].copy()
-    rows.insert(0, "same category", nodes["label"].to_numpy()[ids] == anchor_label)
-    return rows
-
-
-run: Run = state.open_run(st.session_state.run)
+run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
-nodes = state.node_table(run)
-cfg = state.projection_settings()
-layer_names = [entry["name"] for entry in run.layers]
+nodes = node_table(run)
+cfg = projection_settings()
+layer_names = run.layer_names
 if st.session_state.layer not in layer_names:
-    st.session_state.layer = layer_names[-2] if len(layer_names) > 2 else layer_names[-1]
+    st.session_state.layer = default_layer(layer_names)
 
 top = st.columns([2, 2, 2, 1])
 top[0].selectbox("Layer", layer_names, key="layer")
@@ -42,7 +28,7 @@ category = top[1].selectbox("Category", [None, *class_names], key="neighbour_cat
                             format_func=lambda name: "any category" if name is None else name,
                             help="Pick a category to choose among its products")
 if category is not None:
-    members = nodes.index[nodes["category"].astype(str) == category].to_numpy()[:5000]
+    members = category_members(nodes, category)
     if st.session_state.neighbour_node not in members:
         st.session_state.neighbour_node = int(members[0])
     top[2].selectbox("Product (node)", members.tolist(), key="neighbour_node")
@@ -52,14 +38,11 @@ top[3].number_input("k", 1, 100, key="neighbour_k")
 node, k = int(st.session_state.neighbour_node), int(st.session_state.neighbour_k)
 
 anchor = nodes.iloc[node]
-st.markdown(f"**Node {node}** · {escape_markdown(anchor['category'])}" +
-            (f" · predicted {escape_markdown(anchor['prediction'])} ({anchor['confidence']:.0%})"
-             if "prediction" in nodes and pd.notna(anchor["prediction"]) else "") +
-            (f" · {int(anchor['degree'])} graph neighbours" if pd.notna(anchor["degree"]) else ""))
+st.markdown(anchor_line(node, anchor))
 
 similar, similarity = nearest_in_layer(run.layer(st.session_state.layer), node, k)
 try:
-    bought = graph_neighbours(graph_of(run.name, run.record.get("created", "")), node)
+    bought = graph_neighbours(stored_graph(run), node)
 except UserError as e:
     bought = None
     st.info(f"No graph neighbours: {escape_markdown(e)}")
@@ -81,7 +64,7 @@ with right:
         st.caption(f"{rows['same category'].mean():.0%} share its category · {both} of the {k} nearest are "
                    "also graph neighbours" if bought.size else "no graph neighbours")
 
-layout = state.layouts(run, cfg)[st.session_state.layer]
+layout = layouts(run, cfg)[st.session_state.layer]
 frame = map_frame(layout.nodes, layout.xy, nodes)
 marks = {f"node {node}": np.array([node]), f"{k} nearest in {st.session_state.layer}": similar}
 if bought is not None and bought.size:

@@ -1,0 +1,44 @@
+"""The built-in demo run, built by the dashboard itself when the runs folder
+holds no complete run, so a fresh machine with no network shows a map."""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from layerscope.dashboard.layouts import layouts
+from layerscope.dashboard.readers import runs_root
+from layerscope.engine.runs import RUN_FILE, read_run
+
+DEMO_RUN = "demo-sage"
+
+
+@st.cache_resource(show_spinner=False)
+def _demo_lock(root: str) -> threading.Lock:
+    return threading.Lock()
+
+
+def build_demo_run() -> None:
+    """Train, embed and project the built-in demo run into the runs folder,
+    showing progress. A second session arriving meanwhile waits for the first;
+    a build that was killed part-way is continued, not restarted."""
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.embed import embed_run
+    from layerscope.engine.pipeline import train_run
+    from layerscope.engine.runs import PENDING_FILE, RESUME_FILE
+
+    root = runs_root()
+    run_dir = root / DEMO_RUN
+    with st.status("No runs yet: building the demo run (train, embed, project; about a minute)…",
+                   expanded=True) as status, _demo_lock(str(root)):
+        if (run_dir / PENDING_FILE).exists():
+            st.write("Writing the demo run's layer embeddings…")
+            embed_run(run_dir, progress=False)
+        elif not (run_dir / RUN_FILE).exists():
+            st.write("Training GraphSAGE (3 × 256) on the built-in demo graph: 5,000 products, 10 categories…")
+            train_run(TrainConfig(dataset="demo", model="sage"), root, DEMO_RUN, progress=False,
+                      resume=(run_dir / RESUME_FILE).exists())
+        st.write("Projecting every layer with UMAP…")
+        layouts(read_run(run_dir), st.session_state.projection, compute=True)
+        status.update(label="Demo run ready", state="complete", expanded=False)

@@ -1,0 +1,82 @@
+"""A run's 2-D layouts as the pages get them: read from the run's projection
+cache, and computed under a progress bar only once a control of the session
+asked (a Lay out button, the projection settings). Opening a page never
+starts a computation.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from layerscope.dashboard.readers import open_run
+from layerscope.dashboard.text import escape_markdown
+from layerscope.dashboard.views import for_graph
+from layerscope.engine.errors import UserError
+from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
+from layerscope.engine.runs import Run
+
+
+def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
+            reference: list[Layout] | None = None, compute: bool = False) -> dict[str, Layout]:
+    """Layouts of ``layers`` of ``run`` (all by default), aligned layer onto
+    layer, or onto ``reference`` (one layout per layer, of another run on the
+    same graph). Read from the run's projection cache. What is missing is
+    computed under a progress bar once a control of this session asked for
+    it (``compute``, or ``may_compute``: the Lay out button, the projection
+    settings); opening a page never starts a computation, so until then the
+    page shows that button and stops."""
+    names = layers or [entry["name"] for entry in run.layers]
+    cfg = for_graph(cfg, run.record["dataset"]["num_nodes"])
+    try:
+        result = project_layers(run, names, cfg, reference=reference, cached_only=True)
+        if result is None and not (compute or st.session_state.may_compute):
+            _offer_layouts(run, cfg, names)
+        if result is None:
+            result = _compute(run, names, cfg, reference)
+    except UserError as e:      # e.g. a layer with NaN rows: say so, keep the rest of the app
+        st.error(escape_markdown(e), icon=":material/error:")
+        st.stop()
+    return {layout.layer: layout for layout in result}
+
+
+def _compute(run: Run, names: list[str], cfg: ProjectionConfig, reference: list[Layout] | None) -> list[Layout]:
+    bar = st.empty()
+
+    def report(step: int, steps: int, message: str) -> None:
+        bar.progress(min(step / max(steps, 1), 1.0), text=escape_markdown(f"Projecting {run.name}: {message}"))
+
+    try:
+        return project_layers(run, names, cfg, reference=reference, progress=report)
+    finally:
+        bar.empty()
+
+
+def _offer_layouts(run: Run, cfg: ProjectionConfig, names: list[str]) -> None:
+    """A note that these layouts are not in the run's cache, and the button
+    that computes them; stops the page until it is pressed."""
+    points = min(cfg.sample or DEFAULT_SAMPLE, run.record["dataset"]["num_nodes"])
+    st.info(escape_markdown(f"{run.name} has no {cfg.method.upper()} layout of {points:,} points for "
+                            f"{', '.join(names)} yet; laying them out writes them to its projections/ folder "
+                            "for everyone who opens it."), icon=":material/info:")
+    if st.button(f"Lay out {len(names)} layer{'s' * (len(names) > 1)}", key=f"lay_out_{run.name}",
+                 type="primary"):
+        st.session_state.may_compute = True
+        st.rerun()
+    st.stop()
+
+
+def compare_panels(run: Run, cfg: ProjectionConfig) -> list[tuple[Run, str, Layout]]:
+    """(run, layer, layout) of each panel the Compare page's choices name:
+    the chosen layers of ``run``, each aligned onto the one before, or one
+    layer of each chosen run, aligned onto the first run's."""
+    if st.session_state.compare_mode == "layers of one run":
+        chosen = [name for name in st.session_state.compare_layers or [] if name in run.layer_names]
+        found = layouts(run, cfg)
+        return [(run, name, found[name]) for name in chosen]
+    runs = [open_run(name) for name in st.session_state.compare_runs or []]
+    layer = st.session_state.compare_layer
+    if not runs or layer is None:
+        return []
+    reference = layouts(runs[0], cfg)[layer]
+    return [(runs[0], layer, reference)] + [
+        (other, layer, layouts(other, cfg, layers=[layer], reference=[reference])[layer]) for other in runs[1:]]
