@@ -9,7 +9,7 @@ A run folder holds::
     nodes.parquet       node_id, label, category, split, degree, prediction, confidence, correct
     graph/indptr.npy    the graph as CSR, row i = the neighbours of node i (int64 (N + 1,))
     graph/indices.npy   (int32 or int64 (E,)), so readers never reload a dataset
-    projections/        cached 2-D layouts and index.json (engine.project)
+    projections/        cached 2-D layouts and index.json (engine.layout_store)
     model.pt, history.csv   for runs trained here
 
 A run is built in a hidden folder beside its final place and renamed into
@@ -30,7 +30,6 @@ from layerscope.engine import __version__
 from layerscope.engine.data.splits import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, linear_probe, quality_sample, score_layer
-from layerscope.engine.quality import split_accuracy  # noqa: F401  (its old home; engine.user_model imports it here)
 from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
                                     atomic_save_npy, atomic_write_json, atomic_write_parquet)
 

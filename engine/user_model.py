@@ -33,7 +33,8 @@ from layerscope.engine.data import GraphBundle
 from layerscope.engine.data.splits import read_split_file, split_from_arrays
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, fast_path_refusal, layerwise
-from layerscope.engine.record import DTYPES, RunRecord, RunWriter, probe_probabilities, softmax, split_accuracy
+from layerscope.engine.quality import split_accuracy
+from layerscope.engine.record import DTYPES, RunRecord, RunWriter, probe_probabilities, softmax
 from layerscope.engine.staging import new_run_folder
 
 PREDICTIONS = ("auto", "model", "probe")

@@ -107,3 +107,14 @@ def test_modules_and_functions_stay_small():
                     long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
     assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
     assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
+
+
+def test_every_package_is_in_the_install():
+    """pyproject.toml lists packages by hand (the folders are mapped under
+    ``layerscope.``): a new subpackage missing there works in an editable
+    install and is absent from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {name for name, path in _sources().items() if path.name == "__init__.py"}
+    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
