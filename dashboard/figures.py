@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from layerscope.dashboard.text import escape_plotly
-from layerscope.engine.data.splits import SPLIT_NAMES
+from layerscope.engine.runs import SPLIT_NAMES
 
 COLOUR_MODES = {           # what a map can be coloured by -> its label in the UI
     "category": "category",

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from layerscope.engine.data.splits import SPLIT_NAMES
+from layerscope.engine.runs import SPLIT_NAMES
 
 KNN_K = 10
 SAMPLE_TRAIN = 20_000       # most training nodes the kNN index and the probe see

@@ -27,11 +27,10 @@ import numpy as np
 import pandas as pd
 
 from layerscope.engine import __version__
-from layerscope.engine.data.splits import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, linear_probe, quality_sample, score_layer
 from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
-                                    atomic_save_npy, atomic_write_json, atomic_write_parquet)
+                                    SPLIT_NAMES, atomic_save_npy, atomic_write_json, atomic_write_parquet)
 
 DTYPES = ("float32", "float16")
 METRICS_MODES = ("full", "fast", "none")    # what is scored per layer: see engine.quality.score_layer

@@ -32,6 +32,7 @@ PENDING_FILE = "run.pending.json"   # the record of a trained run whose embeddin
 NODES_FILE = "nodes.parquet"
 LAYERS_DIR = "layers"
 GRAPH_DIR = "graph"
+SPLIT_NAMES = ("train", "val", "test")     # the parts of every split, in order: nodes.parquet's split column
 
 
 def _tmp(path: Path) -> Path:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from layerscope.engine.data.splits import SPLIT_NAMES
+from layerscope.engine.runs import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, quality_sample
 from layerscope.engine.runs import Run

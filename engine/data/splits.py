@@ -14,7 +14,6 @@ import torch
 from layerscope.engine.errors import UserError
 
 DEFAULT_SPLIT = "60/20/20"
-SPLIT_NAMES = ("train", "val", "test")     # the parts of every split, in this order
 _RATIO = re.compile(r"^(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)$")
 _PER_CLASS = re.compile(r"^per-class:(\d+),(\d+)$")
 
