@@ -166,6 +166,11 @@ def test_metrics_opens_on_a_run_with_no_layouts_without_laying_one_out(runs, tmp
     numbers would be."""
     shutil.copytree(runs / "photo-sage", tmp_path / "fresh", ignore=shutil.ignore_patterns("projections"))
     monkeypatch.setenv("LAYERSCOPE_RUNS", str(tmp_path))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Metrics page computed a layout")
+
+    monkeypatch.setattr("layerscope.engine.projector.Projector.fit", refuse)      # AppTest runs in this process
     at = AppTest.from_file(APP, default_timeout=300)
     at.session_state["projection"] = FAST
     at.switch_page("app_pages/metrics.py")
