@@ -125,3 +125,24 @@ def confusion(nodes: pd.DataFrame, class_names: list[str], split: str = "test") 
     matrix = confusion_matrix(chosen["label"].to_numpy(), predicted, labels=np.arange(len(class_names)))
     return pd.DataFrame(matrix, index=pd.Index(class_names, name="category"),
                         columns=pd.Index(class_names, name="prediction"))
+
+
+def confused_pairs(counts: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """The ``top`` off-diagonal cells of a ``confusion`` table, most nodes
+    first: ``category``, ``prediction``, ``nodes`` (how many of the
+    category's nodes were predicted as the other), ``of`` (the category's
+    nodes in the split) and ``share`` (``nodes / of``). Empty when nothing
+    is confused."""
+    columns = ["category", "prediction", "nodes", "of", "share"]
+    if counts.empty:
+        return pd.DataFrame(columns=columns)
+    values = counts.to_numpy()
+    totals = values.sum(axis=1)
+    off = values.copy()
+    np.fill_diagonal(off, 0)
+    rows, cols = np.nonzero(off)
+    order = np.lexsort((cols, rows, -off[rows, cols]))[:top]      # most nodes first, then table order
+    rows, cols = rows[order], cols[order]
+    return pd.DataFrame({"category": counts.index[rows].astype(str), "prediction": counts.columns[cols].astype(str),
+                         "nodes": off[rows, cols].astype(int), "of": totals[rows].astype(int),
+                         "share": off[rows, cols] / np.maximum(totals[rows], 1)}, columns=columns)
