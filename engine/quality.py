@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from layerscope.engine.runs import SPLIT_NAMES
+from layerscope.engine.uncertainty import with_intervals
 
 KNN_K = 10
 SAMPLE_TRAIN = 20_000       # most training nodes the kNN index and the probe see
@@ -100,13 +101,15 @@ def layer_quality(features: np.ndarray, labels: np.ndarray, sample: dict[str, np
 def score_layer(features: np.ndarray, labels: np.ndarray, sample: dict[str, np.ndarray], mode: str = "full") -> dict:
     """A layer's metrics as ``--metrics`` asks: ``full`` (``layer_quality``),
     ``fast`` (kNN accuracy and silhouette, no probe: the probe is most of
-    the time) or ``none`` (``{}``; the dashboard scores on demand)."""
+    the time) or ``none`` (``{}``; the dashboard scores on demand). The
+    accuracies come with their 95% intervals (``engine.uncertainty``)."""
     if mode == "full":
-        return layer_quality(features, labels, sample)
+        return with_intervals(layer_quality(features, labels, sample), sample["eval"].size)
     if mode == "fast":
         features = np.asarray(features, dtype=np.float32)
-        return {"knn_acc": knn_accuracy(features, labels, sample["train"], sample["eval"]),
-                "silhouette": silhouette(features, labels, sample["silhouette"])}
+        return with_intervals({"knn_acc": knn_accuracy(features, labels, sample["train"], sample["eval"]),
+                               "silhouette": silhouette(features, labels, sample["silhouette"])},
+                              sample["eval"].size)
     return {}
 
 

@@ -28,7 +28,10 @@ import pandas as pd
 
 from layerscope.engine import __version__
 from layerscope.engine.errors import UserError
+from layerscope.engine.progress import LayerProgress, score_text
 from layerscope.engine.quality import cka_matrix, linear_probe, quality_sample, score_layer
+from layerscope.engine.summary import layer_table
+from layerscope.engine.uncertainty import verdict
 from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
                                     SPLIT_NAMES, atomic_save_npy, atomic_write_json, atomic_write_parquet)
 
@@ -55,6 +58,7 @@ class RunRecord:
     files: dict = field(default_factory=dict)      # model.pt, history.csv of a trained run
     layers: list = field(default_factory=list)     # one entry per layer: name, file, dim, dtype, source, metrics
     layer_cka: dict | None = None      # linear CKA between every pair of layers, on the scoring sample
+    verdict: dict | None = None        # the layer that separates categories best, and those within noise of it
     nodes: dict | None = None          # file (nodes.parquet), predicted_by (model, or a probe on a layer)
     graph: dict | None = None          # indptr, indices (files under graph/), num_edges
     embedding: dict | None = None      # device, path (block-wise | hooks), block_rows, metrics, seconds
@@ -121,10 +125,13 @@ class RunWriter:
         metrics: ``full`` (kNN accuracy, silhouette, linear probe, CKA),
             ``fast`` (kNN accuracy, silhouette, CKA) or ``none``.
         progress: print a line per layer scored.
+        layers: how many layer files will be added (input included): with it,
+            one bar over them says which is computed, written or scored
+            (``engine.progress``).
     """
 
     def __init__(self, run_dir: Path, labels: np.ndarray, split: dict, class_names: list[str],
-                 dtype: str = "float32", metrics: str = "full", progress: bool = True):
+                 dtype: str = "float32", metrics: str = "full", progress: bool = True, layers: int | None = None):
         if dtype not in DTYPES:
             raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
         if metrics not in METRICS_MODES:
@@ -144,6 +151,7 @@ class RunWriter:
         (self.dir / LAYERS_DIR).mkdir(parents=True, exist_ok=True)
         self.labels, self.class_names, self.dtype, self.metrics, self.progress = (
             np.asarray(labels, dtype=np.int64), list(class_names), dtype, metrics, progress)
+        self.bar = LayerProgress(layers, progress)
         self.split = {k: np.asarray(split[k], dtype=np.int64) for k in SPLIT_NAMES}
         self.sample = quality_sample(self.labels, self.split)
         self.entries: list[dict] = []
@@ -160,21 +168,20 @@ class RunWriter:
         file_name = layer_file_name(name)
         if any(e["file"] == f"{LAYERS_DIR}/{file_name}.npy" for e in self.entries):
             raise UserError(f"two layers share the name {file_name!r}")
+        self.bar.layer_step("writing", name)
         stored = values
         if values.dtype != self.dtype:     # torch converts to float16 2-3x faster than NumPy's astype
             import torch
 
             stored = torch.from_numpy(np.ascontiguousarray(values)).to(getattr(torch, self.dtype)).numpy()
         atomic_save_npy(self.dir / LAYERS_DIR / f"{file_name}.npy", stored)
+        self.bar.layer_step("scoring", name)
         start = time.perf_counter()
         metrics = score_layer(values, self.labels, self.sample, self.metrics)
         seconds = time.perf_counter() - start
         self.scoring_seconds += seconds
-        if self.progress and metrics:
-            from tqdm.auto import tqdm
-
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
-            tqdm.write(f"scored {name} ({values.shape[1]} dims) in {seconds:.1f} s: {shown}")
+        if metrics:
+            self.bar.write(f"scored {name} ({values.shape[1]} dims) in {seconds:.1f} s: {score_text(metrics)}")
         entry = {"name": name, "file": f"{LAYERS_DIR}/{file_name}.npy", "dim": int(values.shape[1]),
                  "dtype": self.dtype, "metrics": metrics}
         if source is not None:
@@ -182,6 +189,7 @@ class RunWriter:
         self.entries.append(entry)
         if self.metrics != "none":
             self.cka_rows.append(np.asarray(values[self.sample["eval"]], dtype=np.float32))
+        self.bar.layer_done()
 
     def finish(self, record: RunRecord, probabilities: np.ndarray, predicted_by: str,
                node_ids: np.ndarray | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
@@ -199,13 +207,19 @@ class RunWriter:
             if stale.name not in kept:
                 stale.unlink()
         if self.cka_rows:
+            self.bar.status(f"CKA of {len(self.cka_rows)} layers")
             start = time.perf_counter()
             matrix = cka_matrix(self.cka_rows, self.cka_rows, np.arange(len(self.sample["eval"])))
             self.scoring_seconds += time.perf_counter() - start
+            self.bar.write(f"CKA of {len(self.cka_rows)} layers on {len(self.sample['eval']):,} nodes in "
+                           f"{time.perf_counter() - start:.1f} s")
             record.layer_cka = {"layers": [e["name"] for e in self.entries], "matrix": matrix.round(6).tolist(),
                                 "nodes": len(self.sample["eval"])}
         else:
             record.layer_cka = None
+        found = verdict(layer_table(record.name, self.entries))
+        record.verdict = found.to_dict() if found else None
+        self.bar.status("writing nodes.parquet, graph/ and run.json")
         degree = None
         if graph is not None:
             indptr, indices = graph
@@ -225,6 +239,7 @@ class RunWriter:
         written = record.to_dict()
         atomic_write_json(self.dir / RUN_FILE, written)
         (self.dir / PENDING_FILE).unlink(missing_ok=True)
+        self.bar.close()
         return written
 
     def _write_nodes(self, node_ids: np.ndarray | None, degree: np.ndarray | None,

@@ -16,6 +16,7 @@ from layerscope.engine.runs import SPLIT_NAMES
 from layerscope.engine.errors import UserError
 from layerscope.engine.quality import cka_matrix, quality_sample
 from layerscope.engine.runs import Run
+from layerscope.engine.uncertainty import INTERVAL_METRICS, with_intervals
 
 
 class MetricLabel(NamedTuple):
@@ -30,33 +31,48 @@ METRIC_LABELS = {           # per-layer quality column -> what tables, charts an
     "trustworthiness": MetricLabel("trustworthiness (2-D)", "trustworthiness"),
 }
 RUN_METRICS = ("knn_acc", "silhouette", "probe_acc")     # the ones run.json holds; trustworthiness is the layout's
+INTERVAL_COLUMNS = tuple(f"{key}_{end}" for key in INTERVAL_METRICS for end in ("low", "high"))
 
 
 def layer_metrics(run: Run, trustworthiness: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per layer of ``run``: ``run, layer, position, dim`` and the
-    quality metrics ``run.json`` holds (``knn_acc``, ``silhouette``,
-    ``probe_acc``), plus ``trustworthiness`` of each layer's 2-D layout when
-    given (layer name -> value; NaN for a layer without one)."""
+    """One row per layer of ``run``: ``layer_table`` of its ``run.json``."""
+    return layer_table(run.name, run.layers, trustworthiness)
+
+
+def layer_table(run_name: str, layers: list[dict], trustworthiness: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per layer entry (``run.json``'s ``layers``): ``run, layer,
+    position, dim``, the quality metrics ``run.json`` holds (``knn_acc``,
+    ``silhouette``, ``probe_acc``), ``trustworthiness`` of each layer's 2-D
+    layout when given (layer name -> value; NaN for a layer without one),
+    then the accuracies' 95% intervals (``knn_acc_low``, ``knn_acc_high``,
+    ``probe_acc_low``, ``probe_acc_high``; NaN when not scored) and the
+    test nodes they were measured on (``scored_nodes``)."""
     trustworthiness = trustworthiness or {}
     rows = []
-    for position, entry in enumerate(run.layers):
+    for position, entry in enumerate(layers):
         metrics = entry.get("metrics") or {}
-        rows.append({"run": run.name, "layer": entry["name"], "position": position, "dim": entry["dim"],
+        bounds = {}
+        for key in INTERVAL_METRICS:
+            interval = metrics.get(f"{key}_ci") or (None, None)
+            bounds.update({f"{key}_low": interval[0], f"{key}_high": interval[1]})
+        rows.append({"run": run_name, "layer": entry["name"], "position": position, "dim": entry["dim"],
                      **{key: metrics.get(key) for key in RUN_METRICS},
-                     "trustworthiness": trustworthiness.get(entry["name"])})
-    frame = pd.DataFrame(rows, columns=["run", "layer", "position", "dim", *METRIC_LABELS])
-    return frame.astype({key: float for key in METRIC_LABELS})
+                     "trustworthiness": trustworthiness.get(entry["name"]), **bounds,
+                     "scored_nodes": metrics.get("scored_nodes")})
+    frame = pd.DataFrame(rows, columns=["run", "layer", "position", "dim", *METRIC_LABELS, *INTERVAL_COLUMNS,
+                                        "scored_nodes"])
+    return frame.astype({key: float for key in [*METRIC_LABELS, *INTERVAL_COLUMNS, "scored_nodes"]})
 
 
 def needs_scores(run: Run) -> bool:
-    """Whether ``run`` was written without some per-layer metric or the layer CKA."""
+    """Whether ``run`` was written without some per-layer metric, interval or the layer CKA."""
     return bool(run.layers) and (not run.record.get("layer_cka")
-                                 or any("probe_acc" not in (e.get("metrics") or {}) for e in run.layers))
+                                 or any("probe_acc_ci" not in (e.get("metrics") or {}) for e in run.layers))
 
 
 def with_scores(run: Run) -> Run:
-    """``run`` with the per-layer metrics and layer CKA it was written
-    without (``--metrics none`` or ``fast``) computed now, on the same
+    """``run`` with the per-layer metrics, intervals and layer CKA it was
+    written without (``--metrics none`` or ``fast``, or an older engine) computed now, on the same
     sample ``RunWriter`` uses, in memory: the run folder is not changed."""
     import copy
 
@@ -69,19 +85,16 @@ def with_scores(run: Run) -> Run:
     sample = quality_sample(labels, split_indices(nodes))
     record = copy.deepcopy(run.record)
     for entry in record["layers"]:
-        if "probe_acc" not in (entry.get("metrics") or {}):
+        metrics = entry.get("metrics") or {}
+        if "probe_acc" not in metrics:
             entry["metrics"] = score_layer(run.layer(entry["name"]), labels, sample, "full")
+        elif "probe_acc_ci" not in metrics:     # scored before intervals were stored: same sample, same nodes
+            entry["metrics"] = with_intervals(metrics, sample["eval"].size)
     if not record.get("layer_cka"):
         arrays = [run.layer(e["name"]) for e in run.layers]
         record["layer_cka"] = {"layers": run.layer_names, "nodes": int(sample["eval"].size),
                                "matrix": cka_matrix(arrays, arrays, sample["eval"]).round(6).tolist()}
     return Run(run.path, record)
-
-
-def best_layer(frame: pd.DataFrame, metric: str = "knn_acc") -> str | None:
-    """The layer (of one run's ``layer_metrics``) that scores highest on ``metric``."""
-    scores = frame.dropna(subset=[metric])
-    return None if scores.empty else str(scores.loc[scores[metric].idxmax(), "layer"])
 
 
 def split_indices(nodes: pd.DataFrame) -> dict[str, np.ndarray]:

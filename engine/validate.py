@@ -75,10 +75,21 @@ def check_record(record: dict, where: Path, newest: int) -> None:
         if entry.get("dtype") not in LAYER_DTYPES:
             raise UserError(f"{where}: layers[{i}].dtype {str(entry.get('dtype'))[:20]!r} is not one of "
                             f"{', '.join(LAYER_DTYPES)}")
-        _dict(entry.get("metrics") or {}, f"{where}: layers[{i}].metrics")
+        _metric_values(_dict(entry.get("metrics") or {}, f"{where}: layers[{i}].metrics"),
+                       f"{where}: layers[{i}].metrics")
     if record.get("graph"):
         graph = _dict(record["graph"], f"{where}: graph")
         _int(graph.get("num_edges"), f"{where}: graph.num_edges", 0, 1 << 48)
+
+
+def _metric_values(metrics: dict, where: str) -> None:
+    """Each per-layer metric is a number (or null), or an interval: two numbers."""
+    def number(value) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    for key, value in metrics.items():
+        if not (number(value) or (isinstance(value, list) and len(value) == 2 and all(map(number, value)))):
+            raise UserError(f"{where}.{str(key)[:40]} is not a number or an interval")
 
 
 def run_file(run_dir: Path, relative, what: str, folder: str | None = None) -> Path:
