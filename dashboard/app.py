@@ -62,6 +62,7 @@ page = st.navigation([
     st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:", default=True),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/grid_view:"),
     st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+    st.Page("app_pages/findings.py", title="Findings", icon=":material/lightbulb:"),
     st.Page("app_pages/neighbours.py", title="Neighbours", icon=":material/hub:"),
     st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
 ])

@@ -1,5 +1,5 @@
 """Run folders as the pages read them: the runs folder, each run, its node
-table, training history, stored graph and cross-run CKA, cached between
+table, training history, findings, stored graph and cross-run CKA, cached between
 reruns and sessions.
 
 Each cache is keyed by the file's path and modification time (or the run's
@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 import streamlit as st
 
+from layerscope.engine.findings import Finding, run_findings
 from layerscope.engine.neighbours import run_graph
 from layerscope.engine.runs import RUN_FILE, Run, read_run, scan_runs
 from layerscope.engine.summary import cross_run_cka, needs_scores, with_scores
@@ -74,6 +75,17 @@ def _node_table(path: str, mtime: float) -> pd.DataFrame:
 def node_table(run: Run) -> pd.DataFrame:
     """``nodes.parquet`` of ``run``: node_id, label, category, split, degree, prediction, confidence, correct."""
     return _node_table(str(run.path), (run.path / RUN_FILE).stat().st_mtime)
+
+
+@st.cache_data(show_spinner="Reading the layers' neighbourhoods for findings…")
+def _findings(path: str, mtime: float) -> list[Finding]:
+    return run_findings(read_run(Path(path)))
+
+
+def findings(run: Run) -> list[Finding]:
+    """``engine.findings.run_findings`` of ``run``: computed once per run
+    folder (a few seconds, even on ogbn-products), then cached."""
+    return _findings(str(run.path), (run.path / RUN_FILE).stat().st_mtime)
 
 
 @st.cache_data(show_spinner=False)
