@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from layerscope.dashboard.error_map import CORRECT_COLOURS, correct_traces
 from layerscope.dashboard.text import escape_plotly
+from layerscope.dashboard.typed_arrays import typed_array as _typed_array
 from layerscope.engine.runs import SPLIT_NAMES
 
 COLOUR_MODES = {           # what a map can be coloured by -> its label in the UI
@@ -29,7 +31,6 @@ COLOUR_MODES = {           # what a map can be coloured by -> its label in the U
     "degree": "degree",
 }
 SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
-CORRECT_COLOURS = {True: "#54a24b", False: "#e45756"}
 FADED = 0.12            # opacity of points outside a highlight
 MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
 # Nothing on a chart's toolbar leaves the machine: plotly.js offers a
@@ -37,7 +38,9 @@ MAX_TRACES = 400        # above this many hover groups, wrong predictions are gr
 OFFLINE_CONFIG = {"displaylogo": False, "showSendToCloud": False}
 # Plotly draws WebGL at twice the screen's pixels by default; once is sharp
 # enough for points and halves the fill work where WebGL is software-rendered.
-MAP_CONFIG = {**OFFLINE_CONFIG, "scrollZoom": True, "plotGlPixelRatio": 1}
+# The wheel scrolls the page, never zooms a map under the pointer (which broke
+# Compare's shared axes): zoom with the toolbar's box and +/- buttons.
+MAP_CONFIG = {**OFFLINE_CONFIG, "scrollZoom": False, "plotGlPixelRatio": 1}
 MARK_SYMBOLS = ("circle", "diamond", "square", "cross")
 FONT = "Inter, Helvetica Neue, Arial, sans-serif"
 
@@ -103,6 +106,7 @@ class MapStyle:
     matched: set[int] | None = None       # category indices a legend search found; the others faded
     selected: np.ndarray | None = None    # node ids shown selected (a linked selection), the rest dimmed
     marks: dict[str, np.ndarray] | None = None   # a few node sets drawn on top, ringed, each named
+    anchor: int | None = None             # one node drawn last of all, large, ringed and labelled (Neighbours')
     ranges: tuple[tuple[float, float], tuple[float, float]] | None = None   # shared (x, y) axis ranges
     height: int = 640
     legend: bool = True
@@ -147,10 +151,17 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     traces.sort(key=lambda t: rank.get(t["name"], len(rank)))
     for trace in traces:        # names come from the run folder: shown as written, no tags rendered
         trace["name"] = escape_plotly(trace["name"])
+    anchor = None if style.anchor is None else frame[frame["node"] == style.anchor]
+    if anchor is not None and len(anchor):      # last: drawn over every other marker
+        traces.append(_anchor_trace(anchor, class_names, palette, marker_size(len(frame))))
     # Built from plain dicts without plotly's per-attribute validation, which
     # costs about a second for a few hundred traces; the tests validate them.
     figure = go.Figure(data=traces, _validate=False)
     _lay_out(figure, style)
+    if anchor is not None and len(anchor):      # an arrow finds it where markers pile up
+        figure.add_annotation(x=float(anchor["x"].iloc[0]), y=float(anchor["y"].iloc[0]), ax=36, ay=-36,
+                              text=f"node {style.anchor}", showarrow=True, arrowhead=2, arrowwidth=1.5,
+                              bgcolor="rgba(255,255,255,0.85)", bordercolor="#111111", font=dict(size=12))
     return figure
 
 
@@ -172,6 +183,8 @@ def _point_traces(frame: pd.DataFrame, class_names: list[str], palette: list[str
     has_prediction = bool((frame["prediction"] >= 0).any())
     colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
                      "split": "split", "degree": None}[style.colour_by]
+    if style.colour_by == "correct" and has_prediction:
+        return correct_traces(frame, class_names, style, layers, marker_size(len(frame)), FADED)
     keys = _hover_keys(frame, colour_column, has_prediction)
     size = marker_size(len(frame))
     # Sort once by the hover keys and cut the arrays into runs of equal keys:
@@ -215,14 +228,6 @@ def _equal_runs(columns: list[np.ndarray]) -> list[tuple[int, int]]:
         change[1:] |= values[1:] != values[:-1]
     bounds = [*np.flatnonzero(change[1:]) + 1, length] if length else []
     return list(zip([0, *bounds[:-1]], bounds))
-
-
-def _typed_array(values: np.ndarray) -> dict:
-    """Plotly's base64 encoding of a float32 array, which plotly only applies
-    to data attributes by itself (``meta`` would travel as a JSON list)."""
-    import base64
-
-    return {"dtype": "f4", "bdata": base64.b64encode(np.ascontiguousarray(values, dtype="<f4")).decode()}
 
 
 def _legend_entry(colour_by: str, value, class_names: list[str], palette: list[str]) -> tuple[str, str]:
@@ -297,11 +302,28 @@ def _mark_trace(frame: pd.DataFrame, nodes: np.ndarray, label: str, symbol: str,
         hovertemplate=f"<b>{escape_plotly(label)}</b><br>node %{{customdata[0]}}<br>%{{customdata[1]}}<extra></extra>")
 
 
+def _anchor_trace(anchor: pd.DataFrame, class_names: list[str], palette: list[str], size: float) -> dict:
+    """The one node a page is about (``anchor``: its ``map_frame`` row),
+    in its category's colour, three times a point's size, inside a thick
+    dark ring, with an arrow (``map_figure``): it stands out of a pile of marks."""
+    row = anchor.iloc[0]
+    name = escape_plotly(class_names[int(row["label"])])
+    return dict(type="scattergl", x=anchor["x"].to_numpy(np.float32), y=anchor["y"].to_numpy(np.float32),
+                mode="markers", name=f"node {int(row['node'])}", showlegend=True,
+                marker=dict(size=size * 3 + 10, symbol="circle", color=palette[int(row["label"])], opacity=1.0,
+                            line=dict(width=3.5, color="#111111")),
+                hovertemplate=f"<b>node {int(row['node'])}</b><br>{name}<extra></extra>")
+
+
 def _lay_out(figure: go.Figure, style: MapStyle) -> None:
     axis = dict(showgrid=False, zeroline=False, showticklabels=False, title=None)
+    # The title sits on the plot's top edge, under the toolbar's row (about
+    # 30 px at the figure's top right), so a long title never runs under it.
+    title = dict(text=escape_plotly(style.title), x=0.01, y=1, yref="paper", yanchor="bottom", pad=dict(b=6),
+                 font=dict(size=16))
     figure.update_layout(
-        title=dict(text=escape_plotly(style.title), x=0.01, font=dict(size=16)) if style.title else None,
-        height=style.height, margin=dict(l=8, r=8, t=48 if style.title else 8, b=8),
+        title=title if style.title else None,
+        height=style.height, margin=dict(l=8, r=8, t=64 if style.title else 34, b=8),
         font=dict(family=FONT), plot_bgcolor="white", paper_bgcolor="white",
         dragmode="pan", hovermode="closest", uirevision="map",
         legend=dict(itemsizing="constant", groupclick="togglegroup", font=dict(size=11),
@@ -309,6 +331,8 @@ def _lay_out(figure: go.Figure, style: MapStyle) -> None:
         xaxis=dict(axis, range=list(style.ranges[0]) if style.ranges else None),
         yaxis=dict(axis, range=list(style.ranges[1]) if style.ranges else None, scaleanchor="x"),
     )
+    if style.colour_by == "correct":    # its legend is a key: correct and wrong points share one trace
+        figure.update_layout(legend=dict(itemclick=False, itemdoubleclick=False))
     if style.colour_by == "degree":
         figure.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(
             title="degree", tickvals=[0, 1, 2, 3, 4], ticktext=["0", "9", "99", "999", "9,999"])))

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerscope.dashboard.figures import (CORRECT_COLOURS, OFFLINE_CONFIG, SPLIT_COLOURS, MapStyle, category_palette,
+from layerscope.dashboard.error_map import drawing_order
+from layerscope.dashboard.figures import (CORRECT_COLOURS, MAP_CONFIG, SPLIT_COLOURS, MapStyle, category_palette,
                                           legend_entries, map_figure, marker_size, shared_ranges)
 
 SLIDE_INCHES = (40 / 3, 7.5)    # a 16:9 slide
@@ -59,6 +60,7 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
     grid = figure.add_gridspec(rows, columns, left=0.01, right=0.76, top=0.9, bottom=0.07, wspace=0.04, hspace=0.12)
     for index, (panel_title, frame) in enumerate(panels):
         axes = figure.add_subplot(grid[index // columns, index % columns])
+        frame = frame.iloc[drawing_order(frame, colour_by)]       # correct / wrong: random, as on screen
         colours = _point_colours(frame, colour_by, palette)
         axes.scatter(frame["x"], frame["y"], s=marker_size(len(frame)) ** 2 / (2 * len(panels)), c=colours,
                      linewidths=0, alpha=0.8, rasterized=True)
@@ -102,7 +104,7 @@ def html_report(title: str, figures: list[go.Figure], table: pd.DataFrame, prove
     parts = []
     for index, figure in enumerate(figures):
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0,
-                                    config={**OFFLINE_CONFIG, "scrollZoom": True}, div_id=f"map-{index}"))
+                                    config=MAP_CONFIG, div_id=f"map-{index}"))
     numbers = table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="—", classes="metrics",
                             border=0)
     return f"""<!doctype html>

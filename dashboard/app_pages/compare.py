@@ -6,6 +6,7 @@ import streamlit as st
 
 from layerscope.dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries,
                                           legend_html, map_figure, map_frame, shared_ranges)
+from layerscope.dashboard.error_map import correct_caption
 from layerscope.dashboard.layouts import compare_panels
 from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
 from layerscope.dashboard.plotly_map import plotly_map
@@ -51,7 +52,8 @@ if not panels:
     st.stop()
 
 nodes = node_table(run)
-frames = [map_frame(layout.nodes, layout.xy, nodes) for _, _, layout in panels]
+# Each panel's own run's predictions: correct / wrong differs from run to run.
+frames = [map_frame(layout.nodes, layout.xy, node_table(panel_run)) for panel_run, _, layout in panels]
 ranges = shared_ranges(frames)
 shown, matched = category_filter(class_names, search, isolate, hide)
 selection = np.asarray(st.session_state.compare_selection, dtype=np.int64)
@@ -68,6 +70,8 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
         reported.append(plotly_map(map_figure(frame, class_names, style), key=f"compare_panel_{index}",
                                    config=MAP_CONFIG).nodes)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
+        if colour_by == "correct":
+            st.caption(correct_caption(frame, shown))
 
 st.session_state.compare_seen, changed = linked_selection(reported, st.session_state.compare_seen,
                                                           st.session_state.compare_selection)

@@ -3,7 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from layerscope.dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter
+from layerscope.dashboard.error_map import correct_caption
+from layerscope.dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, map_frame
 from layerscope.dashboard.layouts import layouts
 from layerscope.dashboard.map_memo import explore_map
 from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
@@ -47,6 +48,8 @@ selected = np.asarray(event.nodes, dtype=np.int64)
 how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
 st.caption(f"{projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
 layer_metrics_caption(run, st.session_state.layer, layout)
+if style.colour_by == "correct":
+    st.caption(correct_caption(map_frame(layout.nodes, layout.xy, nodes), shown))
 
 if selected.size:
     st.subheader(f"{selected.size:,} selected nodes")

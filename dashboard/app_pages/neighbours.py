@@ -14,6 +14,17 @@ from layerscope.dashboard.views import anchor_line, category_members, default_la
 from layerscope.engine.errors import UserError
 from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer
 
+# Narrow columns sized to their values, so the table fits half the page
+# without clipping its last column (degree); names take the rest.
+NEIGHBOUR_COLUMNS = {
+    "same category": st.column_config.CheckboxColumn("same", width="small"),
+    "similarity": st.column_config.NumberColumn("similarity", format="%.3f", width="small"),
+    "node_id": st.column_config.NumberColumn("node", format="%d", width="small"),
+    "category": st.column_config.TextColumn("category", width="medium"),
+    "prediction": st.column_config.TextColumn("prediction", width="medium"),
+    "degree": st.column_config.NumberColumn("degree", format="%d", width="small"),
+}
+
 run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
 nodes = node_table(run)
@@ -53,23 +64,24 @@ with left:
                 "the products the model thinks are alike")
     rows = neighbour_rows(nodes, similar, int(anchor["label"]))
     rows.insert(1, "similarity", similarity)
-    st.dataframe(rows, hide_index=True, key="embedding_neighbours")
+    st.dataframe(rows, hide_index=True, key="embedding_neighbours", width="stretch", column_config=NEIGHBOUR_COLUMNS)
     st.caption(f"{rows['same category'].mean():.0%} share its category")
 with right:
     if bought is not None:
         st.markdown(f"**{bought.size} graph neighbours**: the products bought together with it")
         rows = neighbour_rows(nodes, bought[:1000], int(anchor["label"]))
-        st.dataframe(rows, hide_index=True, key="graph_neighbours")
+        st.dataframe(rows, hide_index=True, key="graph_neighbours", width="stretch", column_config=NEIGHBOUR_COLUMNS)
         both = np.intersect1d(similar, bought).size
         st.caption(f"{rows['same category'].mean():.0%} share its category · {both} of the {k} nearest are "
                    "also graph neighbours" if bought.size else "no graph neighbours")
 
 layout = layouts(run, cfg)[st.session_state.layer]
 frame = map_frame(layout.nodes, layout.xy, nodes)
-marks = {f"node {node}": np.array([node]), f"{k} nearest in {st.session_state.layer}": similar}
+marks = {f"{k} nearest in {st.session_state.layer}": similar}
 if bought is not None and bought.size:
     marks["graph neighbours"] = bought
 in_sample = np.isin([node, *similar], layout.nodes).sum()
-plotly_map(map_figure(frame, class_names, MapStyle(title=f"{run.name} · {st.session_state.layer}", marks=marks)),
+plotly_map(map_figure(frame, class_names, MapStyle(title=f"{run.name} · {st.session_state.layer}", marks=marks,
+                                                         anchor=node)),
            key="neighbours_map", config=MAP_CONFIG)
 st.caption(f"{in_sample} of the node and its {k} nearest are in the map's {len(frame):,}-node sample.")

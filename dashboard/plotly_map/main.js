@@ -65,9 +65,28 @@ function bind() {
 }
 
 function float32(spec) {
-  // plotly's typed-array encoding, {dtype: "f4", bdata: base64}
+  // plotly's typed-array encoding, {dtype: "f4", bdata: base64} (or "i2": int16)
   const bytes = Uint8Array.from(atob(spec.bdata), (c) => c.charCodeAt(0));
-  return new Float32Array(bytes.buffer);
+  return spec.dtype === "i2" ? new Int16Array(bytes.buffer) : new Float32Array(bytes.buffer);
+}
+
+function nameHovers(traces) {
+  // A trace whose points mix categories (the map coloured by correct / wrong,
+  // drawn in one trace so no colour covers the other) carries each point's
+  // category, prediction and split as codes, and the names once
+  // (error_map.correct_traces): the hover text is spelled out here, in the
+  // browser, instead of travelling once per point. Names arrive escaped.
+  for (const trace of traces) {
+    const hover = trace.meta && trace.meta.hover;
+    if (!hover) continue;
+    const label = float32(hover.label), prediction = float32(hover.prediction), split = float32(hover.split);
+    trace.text = Array.from(label, (c, i) => {
+      const p = prediction[i];
+      const guess = p < 0 ? "none" : `${hover.names[p]} ${p === c ? "\u2713" : "\u2717"}`;
+      const where = split[i] < 0 ? "" : `split: ${hover.splits[split[i]]}<br>`;
+      return `category: ${hover.names[c]}<br>prediction: ${guess}<br>${where}`;
+    });
+  }
 }
 
 function coordinates(traces, layer) {
@@ -144,6 +163,7 @@ async function draw(args, render) {
   const figure = await response.json();
   if (render !== renders) return;       // a newer render message draws instead
   figure.layout.height = figure.layout.height || 640;
+  nameHovers(figure.data);
   if (titleOf(args.layer) !== null) {
     figure.layout.title = Object.assign({}, figure.layout.title, { text: titleOf(args.layer) });
   }
