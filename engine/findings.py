@@ -139,22 +139,30 @@ def _pairs_by(values: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(rows[order].tolist(), cols[order].tolist()))
 
 
+def _leading(share: np.ndarray, a: int, b: int) -> tuple[int, int]:
+    """(a, b) ordered so that the first category's neighbours hold more of the second than the reverse."""
+    return (a, b) if share[a, b] >= share[b, a] else (b, a)
+
+
 def closest_pairs(layer: str, mixing: Mixing, class_names: list[str], top: int = CLOSEST_PAIRS) -> list[Finding]:
     """The category pairs that mix most at ``layer``: the closest one always,
-    up to ``top`` in all while they mix at least ``CLOSE_MIN``."""
+    up to ``top`` in all while they mix at least ``CLOSE_MIN``. Each names
+    first the category whose neighbours hold more of the other (mixing is
+    often one-sided: a small category inside a large one)."""
     pair, se = pair_mixing(mixing)
     findings = []
     for rank, (a, b) in enumerate(_pairs_by(pair)[:top]):
         if rank and pair[a, b] < CLOSE_MIN:
             break
+        a, b = _leading(mixing.share, a, b)
         names = (class_names[a], class_names[b])
         verb = "sit closest" if rank == 0 else "come next"
         findings.append(Finding(
             "closest", (layer,), names,
-            {"mixing": float(pair[a, b]), "se": float(se[a, b]), "rank": rank + 1,
-             "sample": int(mixing.nodes.sum())},
-            f"At {layer}, {names[0]} and {names[1]} {verb}: {_pct(pair[a, b], se[a, b])} of their nearest "
-            "neighbours are the other category."))
+            {"mixing": float(pair[a, b]), "se": float(se[a, b]), "forward": float(mixing.share[a, b]),
+             "backward": float(mixing.share[b, a]), "rank": rank + 1, "sample": int(mixing.nodes.sum())},
+            f"At {layer}, {names[0]} and {names[1]} {verb}: {_pct(mixing.share[a, b], mixing.se[a, b])} of "
+            f"{names[0]} nodes' neighbours are {names[1]} ({mixing.share[b, a]:.0%} the other way)."))
     return findings
 
 
@@ -163,28 +171,25 @@ def mixing_changes(layers: tuple[str, str], before: Mixing, after: Mixing, class
     """Category pairs whose mixing drops (``separates``) or rises
     (``merges``) from ``layers[0]`` to ``layers[1]`` by at least
     ``CHANGE_MARGIN`` and two standard errors, the ``top`` largest changes;
-    one ``steady`` finding when there is none."""
+    one ``steady`` finding when there is none. Each names first the category
+    whose neighbours changed most."""
     (old, old_se), (new, new_se) = pair_mixing(before), pair_mixing(after)
     change = new - old
     noise = 2 * np.sqrt(old_se ** 2 + new_se ** 2)
     clear = np.where((np.abs(change) >= CHANGE_MARGIN) & (np.abs(change) > noise), np.abs(change), np.nan)
     findings = []
     for a, b in _pairs_by(clear)[:top]:
+        a, b = _leading(np.abs(after.share - before.share), a, b)
+        names = (class_names[a], class_names[b])
+        kind, what = (("separates", f"{names[0]} separates from {names[1]}") if change[a, b] < 0
+                      else ("merges", f"{names[0]} and {names[1]} move together"))
         numbers = {"before": float(old[a, b]), "after": float(new[a, b]), "change": float(change[a, b]),
-                   "se": float(np.sqrt(old_se[a, b] ** 2 + new_se[a, b] ** 2)), "sample": int(after.nodes.sum())}
-        if change[a, b] < 0:
-            # Named first: the category whose own neighbours left the other most.
-            drop = (before.share[a, b] - after.share[a, b], before.share[b, a] - after.share[b, a])
-            first, second = (a, b) if drop[0] >= drop[1] else (b, a)
-            names = (class_names[first], class_names[second])
-            what = f"{names[0]} separates from {names[1]}"
-        else:
-            names = (class_names[a], class_names[b])
-            what = f"{names[0]} and {names[1]} move together"
-        kind = "separates" if change[a, b] < 0 else "merges"
+                   "se": float(np.sqrt(old_se[a, b] ** 2 + new_se[a, b] ** 2)),
+                   "forward_before": float(before.share[a, b]), "forward_after": float(after.share[a, b]),
+                   "sample": int(after.nodes.sum())}
         findings.append(Finding(kind, tuple(layers), names, numbers,
-                                f"From {layers[0]} to {layers[1]}, {what} (mixing {old[a, b]:.2f} → "
-                                f"{new[a, b]:.2f})."))
+                                f"From {layers[0]} to {layers[1]}, {what} ({names[1]} among its nodes' "
+                                f"neighbours: {before.share[a, b]:.0%} → {after.share[a, b]:.0%})."))
     if not findings:
         findings.append(Finding("steady", tuple(layers), (), {"margin": CHANGE_MARGIN},
                                 f"From {layers[0]} to {layers[1]}, no category pair separates or merges (no "
@@ -260,12 +265,14 @@ def layer_mixings(run: Run, nodes: pd.DataFrame | None = None) -> tuple[np.ndarr
 
 def method_note(sample: int) -> str:
     """One paragraph saying how the embedding findings were measured, with the thresholds."""
-    return (f"Measured on each layer's embedding, not on a 2-D map: {sample:,} test nodes sampled by category, "
-            f"each with its {MIXING_K} nearest neighbours among them (cosine). Mixing of two categories: the "
-            f"share of their nodes' neighbours that are the other category, averaged over both. A pair separates "
-            f"or merges when its mixing moves by {CHANGE_MARGIN:.2f} or more and by more than two standard "
-            f"errors; a category is separable from the layer where at least {SEPARABLE_SHARE:.0%} of its nodes' "
-            f"neighbours share its category, to the last layer. ± is one standard error over the sampled nodes.")
+    return (f"Measured on each layer's embedding, not on a 2-D map: {sample:,} test nodes sampled by category; "
+            f"a node's neighbours are its {MIXING_K} nearest among them (cosine). Mixing of two categories: the "
+            f"share of their nodes' neighbours that are the other category, averaged over both ways (the "
+            f"sentences give the larger way; large categories are everyone's neighbours more often). A pair "
+            f"separates or merges when its mixing moves by {CHANGE_MARGIN:.2f} or more and by more than two "
+            f"standard errors; a category is separable from the layer where at least {SEPARABLE_SHARE:.0%} of "
+            f"its nodes' neighbours share its category, to the last layer. ± is one standard error over the "
+            f"sampled nodes.")
 
 
 def confused_table(findings: list[Finding]) -> pd.DataFrame:

@@ -50,7 +50,7 @@ def test_closest_pairs_are_the_planted_ones(planted):
     assert [set(f.categories) for f in found] == [{"Books", "Movies & TV"}, {"CDs & Vinyl", "Beauty"}]
     assert all(0.4 < f.numbers["mixing"] < 0.6 and f.numbers["se"] < 0.05 for f in found)
     assert found[0].text.startswith(f"At A, {found[0].categories[0]} and {found[0].categories[1]} sit closest: ")
-    assert f"{found[0].numbers['mixing']:.0%} (± " in found[0].text
+    assert f"{found[0].numbers['forward']:.0%} (± " in found[0].text
     # At B only CDs & Vinyl and Beauty mix: no other pair reaches CLOSE_MIN.
     found = closest_pairs("B", b, NAMES)
     assert [set(f.categories) for f in found] == [{"CDs & Vinyl", "Beauty"}]
@@ -65,8 +65,9 @@ def test_the_planted_split_between_layers_is_named_and_nothing_else(planted):
     [split] = mixing_changes(("A", "B"), a, b, NAMES)
     assert split.kind == "separates" and set(split.categories) == {"Books", "Movies & TV"}
     assert split.numbers["before"] > 0.4 and split.numbers["after"] < 0.02
-    assert split.text == (f"From A to B, {split.categories[0]} separates from {split.categories[1]} "
-                          f"(mixing {split.numbers['before']:.2f} → {split.numbers['after']:.2f}).")
+    first, second = split.categories
+    assert split.text == (f"From A to B, {first} separates from {second} ({second} among its nodes' neighbours: "
+                          f"{split.numbers['forward_before']:.0%} → {split.numbers['forward_after']:.0%}).")
     [merge] = mixing_changes(("B", "A"), b, a, NAMES)
     assert merge.kind == "merges" and set(merge.categories) == {"Books", "Movies & TV"}
     [steady] = mixing_changes(("A", "A'"), a, a, NAMES)
@@ -155,12 +156,14 @@ def test_the_findings_page_lists_the_confused_pairs_of_nodes_parquet(photo_run, 
     assert not at.exception, [e.value for e in at.exception]
     [frame] = at.dataframe          # the page's one table (AppTest gives a read-only table no key)
     table = frame.value
+    nodes = pd.read_parquet(runs / "photo" / "nodes.parquet")
     shown = list(zip(table["category"], table["prediction"], table["nodes"], table["of"]))
-    assert shown == _counted(pd.read_parquet(runs / "photo" / "nodes.parquet"))
+    assert shown == _counted(nodes)
     assert np.allclose(table["share"], 100 * table["nodes"] / table["of"])
     headings = [h.value for h in at.subheader]
     assert headings == ["Closest categories, layer by layer", "What changes from one layer to the next",
                         "When categories become separable", "Most confused (test nodes)"]
     text = "\n".join(m.value for m in at.markdown)
-    assert "Most confused: " in text and "sit closest" in text
+    most = confused_findings(nodes, read_run(runs / "photo").record["dataset"]["class_names"])[0].text
+    assert most.startswith("Most confused: ") and escape_markdown(most) in text and "sit closest" in text
     assert "![x]" not in text and escape_markdown(hostile) in text
