@@ -12,7 +12,7 @@ and the Explore page names their prediction when the point is clicked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,12 @@ COLOUR_MODES = {           # what a map can be coloured by -> its label in the U
     "correct": "correct / wrong",
     "split": "split",
     "degree": "degree",
+    "distortion": "where the map distorts",
 }
+# "distortion" is measured on request for one map (Explore's); Compare and Export offer the others.
+GRID_COLOUR_MODES = {mode: label for mode, label in COLOUR_MODES.items() if mode != "distortion"}
+DISTORTION_SCALE = "Cividis"    # colour-blind-safe; dark: few of a point's neighbours kept, yellow: all
+UNMEASURED = "#c7c7c7"          # points a distortion map does not measure (engine.faithfulness.MAX_POINTS)
 SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
 FADED = 0.12            # opacity of points outside a highlight
 MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
@@ -124,7 +129,10 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     wrong, split); ``degree`` uses a log colour scale. Clicking a legend entry
     hides its points, double-clicking isolates them. Every trace carries
     ``customdata`` columns (node, confidence, degree) as float32, exact for
-    node ids below 2**24 (ogbn-products has 2.45M).
+    node ids below 2**24 (ogbn-products has 2.45M). ``distortion`` colours by
+    the frame's ``distortion`` column (``engine.faithfulness.map_distortion``:
+    the share of each point's map neighbours kept; NaN, drawn grey, where not
+    measured) on a colour bar, without legend entries.
 
     ``layers`` (name -> (n, 2) coordinates, row for row with ``frame``) are
     the layouts of other layers of the same sample. Each map trace then
@@ -135,6 +143,8 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     """
     if style.colour_by not in COLOUR_MODES:
         raise ValueError(f"colour_by {style.colour_by!r}: choose from {', '.join(COLOUR_MODES)}")
+    if style.colour_by == "distortion":     # a colour bar says it all; a legend would sit on top of it
+        frame, style = frame.assign(measured=frame["distortion"].notna()), replace(style, legend=False)
     layers = {name: np.asarray(xy, dtype=np.float32) for name, xy in (layers or {}).items()}
     if any(len(xy) != len(frame) for xy in layers.values()):
         raise ValueError("every layer's coordinates must have one row per row of the frame")
@@ -182,7 +192,7 @@ def _point_traces(frame: pd.DataFrame, class_names: list[str], palette: list[str
     ``_hover_keys``, carrying its points' coordinates in ``layers``."""
     has_prediction = bool((frame["prediction"] >= 0).any())
     colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
-                     "split": "split", "degree": None}[style.colour_by]
+                     "split": "split", "degree": None, "distortion": "measured"}[style.colour_by]
     if style.colour_by == "correct" and has_prediction:
         return correct_traces(frame, class_names, style, layers, marker_size(len(frame)), FADED)
     keys = _hover_keys(frame, colour_column, has_prediction)
@@ -196,6 +206,7 @@ def _point_traces(frame: pd.DataFrame, class_names: list[str], palette: list[str
     layers = {name: layer_xy[order] for name, layer_xy in layers.items()}
     custom = frame[["node", "confidence", "degree"]].to_numpy(np.float32)[order]
     log_degree = np.log10(1 + frame["degree"].to_numpy(np.float32))[order]
+    kept = frame["distortion"].to_numpy(np.float32)[order] if style.colour_by == "distortion" else None
     selected = None if style.selected is None else np.isin(frame["node"].to_numpy()[order], style.selected)
     legend_seen: set = set()
     traces = []
@@ -206,6 +217,8 @@ def _point_traces(frame: pd.DataFrame, class_names: list[str], palette: list[str
         marker = dict(size=size, color=colour, opacity=FADED if faded else 0.8)
         if style.colour_by == "degree":
             marker.update(color=log_degree[start:stop], coloraxis="coloraxis")
+        if kept is not None and values["measured"]:     # the others are grey (``_legend_entry``)
+            marker.update(color=kept[start:stop], coloraxis="coloraxis")
         trace = dict(type="scattergl", x=xy[start:stop, 0], y=xy[start:stop, 1], mode="markers", marker=marker,
                      name=name, legendgroup=name, customdata=custom[start:stop],
                      showlegend=style.legend and colour_column is not None and name not in legend_seen,
@@ -237,6 +250,8 @@ def _legend_entry(colour_by: str, value, class_names: list[str], palette: list[s
         return ("correct" if value else "wrong"), CORRECT_COLOURS[bool(value)]
     if colour_by == "split":
         return (SPLIT_NAMES[value], SPLIT_COLOURS[value]) if value >= 0 else ("none", "#999999")
+    if colour_by == "distortion":
+        return ("measured", "#4c78a8") if value else ("not measured", UNMEASURED)
     return "nodes", "#4c78a8"
 
 
@@ -336,6 +351,9 @@ def _lay_out(figure: go.Figure, style: MapStyle) -> None:
     if style.colour_by == "degree":
         figure.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(
             title="degree", tickvals=[0, 1, 2, 3, 4], ticktext=["0", "9", "99", "999", "9,999"])))
+    if style.colour_by == "distortion":
+        figure.update_layout(coloraxis=dict(colorscale=DISTORTION_SCALE, cmin=0, cmax=1, colorbar=dict(
+            title="neighbours kept", tickformat=".0%")))
 
 
 def shared_ranges(frames: list[pd.DataFrame], pad: float = 0.03) -> tuple[tuple[float, float], tuple[float, float]]:

@@ -12,6 +12,7 @@ import streamlit as st
 from layerscope.dashboard.links import MAX_POINTS, MIN_POINTS
 from layerscope.dashboard.text import escape_markdown
 from layerscope.dashboard.views import layer_scores, scores_line
+from layerscope.engine.faithfulness import bands_text, trust_sentence
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig
 from layerscope.engine.runs import Run
 from layerscope.engine.summary import METRIC_LABELS
@@ -38,13 +39,17 @@ def legend_controls(class_names: list[str], key: str = "legend") -> tuple[str, s
 
 
 def layer_metrics_caption(run: Run, layer: str, layout: Layout | None, compact: bool = False) -> None:
-    """The layer's quality as metric tiles (or one caption line when ``compact``)."""
+    """The layer's quality as metric tiles (or one caption line when ``compact``),
+    then what the trustworthiness of its map lets a reader read off it."""
     values = layer_scores(run, layer, layout)
+    trust = layout.info.get("trustworthiness") if layout is not None else None
     if compact:
         st.caption(scores_line(values))
+        st.caption(trust_sentence(trust, compact=True), help=bands_text())
         return
     for column, (key, value) in zip(st.columns(len(values)), values.items()):
         column.metric(METRIC_LABELS[key].short, "—" if value is None else f"{value:.3f}")
+    st.caption(trust_sentence(trust), help=bands_text())
 
 
 def selection_table(nodes: pd.DataFrame, selected: np.ndarray, limit: int = 1000) -> None:

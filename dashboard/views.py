@@ -15,6 +15,7 @@ import pandas as pd
 
 from layerscope.dashboard.links import cached_layouts
 from layerscope.dashboard.text import escape_markdown
+from layerscope.engine.faithfulness import K, NEAR
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig
 from layerscope.engine.runs import Run
 from layerscope.engine.summary import METRIC_LABELS, RUN_METRICS, layer_metrics
@@ -92,6 +93,25 @@ def layer_switch(reported: dict | None, layer_names: list[str], taken: tuple | N
     already taken (``taken``, the last press taken)."""
     press = ((reported or {}).get("layer"), (reported or {}).get("switch"))
     return press if press[0] in layer_names and press != tuple(taken or ()) else None
+
+
+def distortion_caption(kept: np.ndarray) -> str:
+    """What a map coloured by distortion shows, in one line: ``kept``, the
+    share of each point's neighbours kept (``engine.faithfulness.map_distortion``;
+    NaN for a point not measured), summed up as its median against what a
+    random map keeps (50 of the other measured points), and the points that
+    keep under a third."""
+    measured = kept[np.isfinite(kept)]
+    line = (f"Colour: the share of each point's {K} nearest neighbours on the map that are among its {NEAR} "
+            "nearest in the layer; dark = the map puts it among strangers, yellow = among its own.")
+    if measured.size < 2:
+        return line
+    chance = min(NEAR, measured.size - 1) / (measured.size - 1)
+    line += (f" The median point keeps {np.median(measured):.0%} (a random map: {chance:.1%}); "
+             f"{np.mean(measured < 1 / 3):.0%} keep under a third.")
+    if measured.size < kept.size:
+        line += f" Grey: not measured (a random {measured.size:,} of the {kept.size:,} points are)."
+    return line
 
 
 # --- Compare -------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ in a grid with shared colours, aligned layouts, shared axes and linked selection
 import numpy as np
 import streamlit as st
 
-from layerscope.dashboard.figures import (COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries,
+from layerscope.dashboard.figures import (GRID_COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries,
                                           legend_html, map_figure, map_frame, shared_ranges)
 from layerscope.dashboard.error_map import correct_caption
 from layerscope.dashboard.layouts import compare_panels
@@ -45,7 +45,10 @@ else:
     if st.session_state.compare_layer not in common:
         st.session_state.compare_layer = default_layer(common)
     top[1].selectbox("Layer", common, key="compare_layer")
-colour_by = top[2].selectbox("Colour by", list(COLOUR_MODES), format_func=COLOUR_MODES.get, key="colour_by")
+if st.session_state.colour_by not in GRID_COLOUR_MODES:     # where a map distorts is measured on Explore only
+    st.session_state.colour_by = "category"
+colour_by = top[2].selectbox("Colour by", list(GRID_COLOUR_MODES), format_func=GRID_COLOUR_MODES.get,
+                             key="colour_by")
 panels = compare_panels(run, cfg)
 if not panels:
     st.info("Pick at least one layer or run to compare.")

@@ -6,12 +6,12 @@ import streamlit as st
 from layerscope.dashboard.error_map import correct_caption
 from layerscope.dashboard.figures import COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, map_frame
 from layerscope.dashboard.layouts import layouts
-from layerscope.dashboard.map_memo import explore_map
+from layerscope.dashboard.map_memo import explore_map, layout_distortion
 from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
 from layerscope.dashboard.plotly_map import plotly_map
 from layerscope.dashboard.readers import node_table, open_run
 from layerscope.dashboard.text import escape_markdown
-from layerscope.dashboard.views import default_layer, layer_switch, projection_caption
+from layerscope.dashboard.views import default_layer, distortion_caption, layer_switch, projection_caption
 
 run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
@@ -40,7 +40,9 @@ style = MapStyle(colour_by=st.session_state.colour_by, title=run.name, shown=sho
                  matched=matched if search.strip() else None)
 # One figure holds every layer of the sample, so a layer button moves the
 # points in the browser instead of waiting for a new figure.
-figure, offered = explore_map(run, st.session_state.layer, all_layouts, style)
+# Where the map distorts is measured for the layer shown, and only when asked (a few seconds).
+distortion = layout_distortion(run, st.session_state.layer, layout) if style.colour_by == "distortion" else None
+figure, offered = explore_map(run, st.session_state.layer, all_layouts, style, distortion)
 event = plotly_map(figure, key="explore_map", config=MAP_CONFIG, layer=st.session_state.layer, layers=offered,
                    title=f"{run.name} · {{layer}}")
 selected = np.asarray(event.nodes, dtype=np.int64)
@@ -48,6 +50,8 @@ selected = np.asarray(event.nodes, dtype=np.int64)
 how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
 st.caption(f"{projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
 layer_metrics_caption(run, st.session_state.layer, layout)
+if distortion is not None:
+    st.caption(distortion_caption(distortion))
 if style.colour_by == "correct":
     st.caption(correct_caption(map_frame(layout.nodes, layout.xy, nodes), shown))
 

@@ -3,7 +3,7 @@ self-contained HTML report that opens offline."""
 
 import streamlit as st
 
-from layerscope.dashboard.figures import COLOUR_MODES, map_frame
+from layerscope.dashboard.figures import COLOUR_MODES, GRID_COLOUR_MODES, map_frame
 from layerscope.dashboard.layouts import compare_panels, layouts
 from layerscope.dashboard.panels import projection_settings
 from layerscope.dashboard.readers import node_table, open_run
@@ -19,7 +19,8 @@ nodes = node_table(run)
 
 view = st.radio("View", ["Explore map", "Compare grid"], horizontal=True, key="export_view",
                 help="What the Explore and Compare pages show now, with their layer, runs and colouring")
-colour_by = st.session_state.colour_by
+# Where a map distorts is measured on Explore, on request: exports colour such a view by category.
+colour_by = st.session_state.colour_by if st.session_state.colour_by in GRID_COLOUR_MODES else "category"
 if view == "Explore map":
     layer = st.session_state.layer if st.session_state.layer in run.layer_names else default_layer(run.layer_names)
     panels = [(run, layer, layouts(run, cfg)[layer])]
