@@ -27,6 +27,7 @@ from layerscope.engine.record import RunRecord
 from layerscope.engine.runs import (HISTORY_FILE, MODEL_FILE, PENDING_FILE, RESUME_FILE, atomic_torch_save,
                                     atomic_write_csv, atomic_write_json)
 from layerscope.engine.sampler import resolve_sampler
+from layerscope.engine.train_report import epoch_line, header_line, summary_lines
 
 REFERENCE_FANOUT = [15, 10, 5]   # GraphSAGE paper / OGB ogbn-products recipe
 
@@ -49,15 +50,23 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
     Returns the run's record, also written to ``run.pending.json`` (``embed``
     turns it into ``run.json``). ``run_dir`` must exist; with ``resume`` it
     holds the ``last.pt`` of an interrupted run of the same config.
+
+    Prints a header, a line per epoch (loss and validation metrics: no test
+    metric before the end) and a summary of the kept epoch with its test
+    metrics (``engine.train_report``).
     """
+    started = time.perf_counter()
     device = resolve_device(cfg.device)
     if cfg.normalize_features:
         bundle = bundle.with_normalized_features()
     t = _trainee(cfg, bundle, device)
+    tqdm.write(header_line(bundle.facts(), asdict(t.model_config), device_name(device), t.fanout, cfg.batch_size,
+                           None if t.fanout is None else resolve_sampler(cfg.sampler)))
     start_epoch, history, best = (_resumed(run_dir, t, device) if resume
                                   else (1, [], {"score": -float("inf"), "epoch": 0, "state": None}))
     bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress,
                initial=start_epoch - 1, total=cfg.epochs)
+    stopped_early = False
     for epoch in bar:
         # Same dropout and sampling after a resume; Python's ``random`` too, which
         # PyG's negative sampling (gvae) draws from. NumPy takes seeds below 2^32.
@@ -67,22 +76,31 @@ def fit(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, resume: bool = Fal
         train_seconds = time.perf_counter() - t0
         metrics = t.objective.evaluate(t.model)
         penalty = l2_penalty(t.optimizer)
-        row = {"epoch": epoch, "loss": loss, **{k: v for k, v in metrics.items() if k != "score"},
+        # Test metrics are left out: the kept weights are tested once, at the end (engine.train_report).
+        row = {"epoch": epoch, "loss": loss,
+               **{k: v for k, v in metrics.items() if k != "score" and not k.startswith("test_")},
                "l2_penalty": penalty, "seconds": train_seconds,
                "eval_seconds": time.perf_counter() - t0 - train_seconds}
         history.append(row)
         watched = _watched(cfg.monitor, metrics, penalty)
-        if watched > best["score"]:
+        improved = watched > best["score"]
+        if improved:
             best = {"score": watched, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in t.model.state_dict().items()}}
-        tqdm.write(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        tqdm.write(epoch_line(row, cfg.epochs, improved))
         _save_epoch(run_dir, cfg, t, history, best, epoch)
         if epoch - best["epoch"] >= cfg.patience:
-            tqdm.write(f"early stop: no better validation score for {cfg.patience} epochs")
+            stopped_early = True
+            tqdm.write(f"early stop at epoch {epoch}: no better validation score for {cfg.patience} epochs")
             break
     bar.close()
     t.model.load_state_dict(best["state"])
-    return _finish(cfg, bundle, run_dir, t, device, history, best)
+    run = _finish(cfg, bundle, run_dir, t, device, history, best, stopped_early)
+    best_row = next((row for row in history if row["epoch"] == best["epoch"]), None)
+    for line in summary_lines(run["training"], best_row, run["metrics"], time.perf_counter() - started,
+                              len(history) - start_epoch + 1, cfg.epochs):
+        tqdm.write(line)
+    return run
 
 
 def _trainee(cfg: TrainConfig, bundle: GraphBundle, device: torch.device) -> Trainee:
@@ -176,7 +194,7 @@ def _resumed(run_dir: Path, t: Trainee, device: torch.device) -> tuple[int, list
 
 
 def _finish(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, t: Trainee, device: torch.device,
-            history: list[dict], best: dict) -> dict:
+            history: list[dict], best: dict, stopped_early: bool) -> dict:
     """Score the best epoch's model, save it, and write the run's pending record."""
     final = t.objective.evaluate(t.model, final=True)
     final.pop("score")
@@ -197,6 +215,7 @@ def _finish(cfg: TrainConfig, bundle: GraphBundle, run_dir: Path, t: Trainee, de
             "peak_gpu_bytes": gpu_peak_bytes(device),
             "epochs_run": int(frame["epoch"].max()),
             "best_epoch": int(best["epoch"]),
+            "stopped_early": stopped_early,
             "train_seconds": float(frame["seconds"].sum()),
             "seconds_per_epoch": float(frame["seconds"].mean()),
             **{k: v for k, v in facts.items() if k != "evaluator"},

@@ -5,6 +5,7 @@ added once, in the config."""
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def add_parser(commands) -> None:
     train.add_argument("--out", default="checkpoints", metavar="DIR", help="folder of run folders")
     train.add_argument("--name", default=None, metavar="RUN", help="run folder name (default: dataset-model-time)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the interrupted run --name from its last epoch, with its own settings")
+                       help="continue the interrupted run --name from its last epoch, with its own settings "
+                            "(refused while a live process still writes it: see layerscope list)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--no-embed", action="store_true",
                        help="stop after training; write the embeddings later with engine embed")
@@ -108,15 +110,16 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from layerscope.engine.pipeline import train_run
     from layerscope.engine.runs import default_run_name
+    from layerscope.engine.train_report import final_line
 
     if args.resume and not args.name:
         raise UserError("--resume needs --name RUN, the run to continue")
     cfg = config_from_args(args)
     name = args.name or default_run_name(cfg.dataset, cfg.model)
+    started = time.perf_counter()
     record = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet,
                        embed=not args.no_embed, dtype=args.dtype, metrics=args.metrics)
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if isinstance(v, float))
-    print(f"{Path(args.out) / name}: {metrics}")
     if record.get("layers"):
         print(layer_table(record))
+    print(final_line(record, str(Path(args.out) / name), time.perf_counter() - started))
     return 0
