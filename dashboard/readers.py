@@ -18,6 +18,7 @@ import streamlit as st
 
 from layerscope.engine.findings import Finding, run_findings
 from layerscope.engine.neighbours import run_graph
+from layerscope.engine.run_lock import lock_stamp
 from layerscope.engine.runs import RUN_FILE, Run, read_run, scan_runs
 from layerscope.engine.summary import cross_run_cka, needs_scores, with_scores
 
@@ -30,10 +31,12 @@ def runs_root() -> Path:
 
 
 def _stamp(root: Path) -> tuple:
-    """Changes whenever a run folder is added, completed or removed."""
+    """Changes whenever a run folder is added, completed or removed, and when
+    the writer of an unfinished one starts or ends (in progress or interrupted)."""
     if not root.is_dir():
         return ()
-    return tuple(sorted((p.name, (p / RUN_FILE).stat().st_mtime if (p / RUN_FILE).exists() else 0.0)
+    return tuple(sorted((p.name, (p / RUN_FILE).stat().st_mtime if (p / RUN_FILE).exists() else 0.0,
+                         () if (p / RUN_FILE).exists() else lock_stamp(p))
                         for p in root.iterdir() if p.is_dir()))
 
 

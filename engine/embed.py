@@ -24,10 +24,11 @@ import torch
 from layerscope.engine.data import GraphBundle, load_dataset
 from layerscope.engine.device import device_name, gpu_peak_bytes, resolve_device
 from layerscope.engine.errors import UserError
-from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layerwise
+from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layers_of, layerwise
 from layerscope.engine.objectives import objective_name, objective_spec
 from layerscope.engine.quality import split_accuracy
 from layerscope.engine.record import DTYPES, RunRecord, RunWriter, probe_probabilities, softmax
+from layerscope.engine.run_lock import hold_lock, in_progress, live_writer
 from layerscope.engine.runs import MODEL_FILE, PENDING_FILE, RUN_FILE, atomic_write_json, read_record
 from layerscope.engine.staging import new_run_folder, rebuilt_run_folder, sweep
 
@@ -38,6 +39,9 @@ def _trained_record(run_dir: Path) -> dict:
     for name in (RUN_FILE, PENDING_FILE):
         if (run_dir / name).exists():
             return read_record(run_dir / name)
+    writer = live_writer(run_dir)
+    if writer is not None:
+        raise UserError(f"{in_progress(run_dir, writer)}; embed it when its training has finished")
     raise UserError(f"{run_dir} is not a trained run ({RUN_FILE} and {PENDING_FILE} missing); "
                     "train it first with layerscope train")
 
@@ -95,8 +99,9 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
     if (run_dir / RUN_FILE).exists():     # complete: write it again beside it, then swap (the old one stays whole)
         with rebuilt_run_folder(run_dir) as staging:
             return _embed_into(staging, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
-    sweep(run_dir)      # a trained run whose embedding was cut short: continue in place
-    return _embed_into(run_dir, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
+    with hold_lock(run_dir, "embed"):  # a trained run (or one whose embedding was cut short): written in place
+        sweep(run_dir)
+        return _embed_into(run_dir, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
 
 
 def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: torch.Tensor, bundle: GraphBundle,
@@ -104,12 +109,14 @@ def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: tor
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     labels, split = bundle.data.y.numpy(), bundle_split(bundle)
-    writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress)
-    writer.add_layer("input", x.numpy())
     spec = objective_spec(objective_name(record.model.get("objective"), record.model.get("contrastive")))
     model.to(torch_device)
+    # One bar over the layer files (input first), saying which is computed, written or scored.
+    files = 1 + len(layers_of(model, torch_device, spec.last_layer))
+    writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress, layers=files)
+    writer.add_layer("input", x.numpy())
     last = None
-    for name, out in layerwise(model, x.to(torch_device), bundle.adj_t.to(torch_device), block_rows, progress,
+    for name, out in layerwise(model, x.to(torch_device), bundle.adj_t.to(torch_device), block_rows, False,
                                last_name=spec.last_layer):
         last = out.cpu().numpy()
         writer.add_layer(name, last)
@@ -119,6 +126,7 @@ def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: tor
         if not record.metrics:       # a bare checkpoint: score its predictions
             record.metrics = split_accuracy(labels, probabilities.argmax(axis=1), split)
     else:   # an embedding: a linear probe on the last layer names each node's category
+        writer.bar.status(f"linear probe on {spec.last_layer}: each node's predicted category")
         probabilities = probe_probabilities(last, labels, writer.sample["train"], bundle.num_classes)
         predicted_by = f"linear probe on {spec.last_layer}"
     record.embedding = {"device": device_name(torch_device), "graph": "full", "path": "block-wise",

@@ -20,6 +20,7 @@ from layerscope.engine.device import resolve_device
 from layerscope.engine.embed import embed_run
 from layerscope.engine.errors import UserError
 from layerscope.engine.record import DTYPES
+from layerscope.engine.run_lock import LOCK_FILE, hold_lock, in_progress, live_writer
 from layerscope.engine.runs import HISTORY_FILE, PENDING_FILE, RESUME_FILE, RUN_FILE
 from layerscope.engine.staging import check_out, check_run_name, sweep
 from layerscope.engine.train import fit
@@ -27,10 +28,11 @@ from layerscope.engine.train import fit
 
 def _killed_before_first_epoch(run_dir: Path) -> bool:
     """A run folder that holds only what training writes before its first
-    ``last.pt`` (a history row, temporary files): a run killed that early."""
+    ``last.pt`` (a history row, temporary files, the lock of its writer, gone
+    now): a run killed that early."""
     if not run_dir.is_dir():
         return False
-    return all(p.name == HISTORY_FILE or (p.name.startswith(".") and p.name.endswith(".tmp"))
+    return all(p.name in (HISTORY_FILE, LOCK_FILE) or (p.name.startswith(".") and p.name.endswith(".tmp"))
                for p in run_dir.iterdir())
 
 
@@ -40,11 +42,18 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
     every layer's embeddings (``embed=False``: leave that to ``engine embed``).
 
     Nothing is created until the inputs have been checked, and a run that fails
-    before its first epoch is saved leaves no folder behind.
+    before its first epoch is saved leaves no folder behind. The folder's lock
+    (``engine.run_lock``) is held from then to the end; a folder another live
+    process holds is refused, resumed or not.
     """
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
     run_dir = check_out(out) / check_run_name(name)
+    writer = live_writer(run_dir)
+    if writer is not None:
+        raise UserError(f"{in_progress(run_dir, writer)}; " + (
+            "--resume would start a second writer on it: wait for it to finish, or stop that process" if resume
+            else "pick another --name"))
     if resume:
         if (run_dir / RUN_FILE).exists():
             raise UserError(f"{run_dir} is complete; there is nothing to resume")
@@ -71,13 +80,14 @@ def train_run(cfg: TrainConfig, out: Path, name: str, resume: bool = False, prog
     bundle = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.seed, cfg.largest_component, cfg.scale,
                           cfg.split_file)
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        run = fit(cfg, bundle, run_dir, resume=resume, progress=progress)
-    except BaseException:
-        if not (run_dir / RESUME_FILE).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    if not embed:
-        os.replace(run_dir / PENDING_FILE, run_dir / RUN_FILE)
-        return run
-    return embed_run(run_dir, dtype, cfg.device, bundle=bundle, progress=progress, metrics=metrics)
+    with hold_lock(run_dir, "train"):
+        try:
+            run = fit(cfg, bundle, run_dir, resume=resume, progress=progress)
+        except BaseException:
+            if not (run_dir / RESUME_FILE).exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if not embed:
+            os.replace(run_dir / PENDING_FILE, run_dir / RUN_FILE)
+            return run
+        return embed_run(run_dir, dtype, cfg.device, bundle=bundle, progress=progress, metrics=metrics)

@@ -3,7 +3,9 @@
 A run folder is complete when ``run.json`` exists; it is written last, through
 a temporary name and ``os.replace``, so a reader never sees half a run. Until
 then the record waits in ``run.pending.json`` (training finished, embeddings
-not yet written) or the training state in ``last.pt`` (training interrupted).
+not yet written) or the training state in ``last.pt``, and a live writer holds
+``writing.lock`` (``engine.run_lock``): a folder without ``run.json`` is in
+progress while that writer runs, interrupted once it is gone.
 ``read_run`` checks every file ``run.json`` names and says which one is
 missing or malformed.
 """
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from layerscope.engine.errors import UserError
+from layerscope.engine.run_lock import in_progress, live_writer
 from layerscope.engine.validate import check_nodes, check_record, load_record, run_file
 
 SCHEMA_VERSION = 2     # 2: graph/ and source (engine.record.RunRecord); 1 is still read
@@ -183,6 +186,9 @@ def read_run(path: Path) -> Run:
     path = Path(path)
     record_path = path / RUN_FILE
     if not record_path.exists():
+        writer = live_writer(path)
+        if writer is not None:      # never "interrupted": --resume would start a second writer
+            raise UserError(f"{in_progress(path, writer)}; it is listed once it finishes")
         if (path / PENDING_FILE).exists():
             raise UserError(f"{path}: embeddings not written ({RUN_FILE} missing); "
                             f"run: layerscope embed --run {path}")
