@@ -144,7 +144,7 @@ def hold_lock(run_dir: Path, command: str) -> Iterator[None]:
     run_dir = Path(run_dir)
     me = _mine(command)
     held = read_lock(run_dir)
-    if held is not None and held.here and held.pid == me.pid:
+    if held is not None and (held.host, held.pid, held.process_start) == (me.host, me.pid, me.process_start):
         yield
         return
     path, tmp = run_dir / LOCK_FILE, run_dir / f".{LOCK_FILE}.{me.pid}.tmp"

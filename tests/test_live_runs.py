@@ -187,3 +187,11 @@ def test_layer_scoring_says_what_it_does_with_correct_totals(tmp_path, capsys):
         assert step in err, step
     assert score_text({"knn_acc": 0.5, "knn_acc_ci": [0.25, 0.75], "scored_nodes": 1000, "silhouette": None}) == \
         "knn_acc 0.5000 [0.2500, 0.7500] on 1,000 nodes"
+
+
+def test_a_stale_lock_with_this_pid_but_another_process_start_is_taken_over(tmp_path):
+    _lock(tmp_path, process_start=(process_start(os.getpid()) or 0) + 1)     # pid reused after a restart
+    with hold_lock(tmp_path, "train"):
+        assert read_lock(tmp_path).process_start == process_start(os.getpid())
+        assert live_writer(tmp_path) is not None
+    assert not (tmp_path / LOCK_FILE).exists()
