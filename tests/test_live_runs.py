@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from layerscope.engine.errors import UserError
-from layerscope.engine.run_lock import LOCK_FILE, MAX_LOCK_BYTES, hold_lock, live_writer, process_start, read_lock
+from layerscope.engine.run_lock import (LOCK_FILE, MAX_LOCK_BYTES, hold_lock, live_writer, lock_stamp, process_start,
+                                        read_lock)
 from layerscope.engine.runs import read_run, scan_runs
 from layerscope.engine.train_report import still_improving
 from tests.conftest import ROOT, run_engine
@@ -98,11 +99,13 @@ def test_a_live_training_run_is_in_progress_and_resume_refuses_it_until_it_is_ki
             status, err = _cli(capsys, "train", *command, "--name", "r", "--out", tmp_path)
             assert status == 2 and err.count("\n") == 1 and expected in err and refusal in err, err
         assert proc.poll() is None          # the refusals left the live run alone
+        stamp = lock_stamp(tmp_path / "r")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     # Its writer is gone: the lock it left says nothing, the run reads as interrupted.
     assert (tmp_path / "r" / LOCK_FILE).exists() and live_writer(tmp_path / "r") is None
+    assert lock_stamp(tmp_path / "r") != stamp          # the dashboard's cached runs list is read again
     status, err = _cli(capsys, "list", "--out", tmp_path)
     assert "training was interrupted" in err and "in progress" not in err
 
