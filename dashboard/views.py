@@ -15,10 +15,11 @@ import pandas as pd
 
 from layerscope.dashboard.links import cached_layouts
 from layerscope.dashboard.text import escape_markdown
-from layerscope.engine.faithfulness import K, NEAR
+from layerscope.engine.faithfulness import K, NEAR, trust_band
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig
 from layerscope.engine.runs import Run
 from layerscope.engine.summary import METRIC_LABELS, RUN_METRICS, layer_metrics
+from layerscope.engine.uncertainty import CONFIDENCE, INTERVAL_METRICS
 
 NOT_PROJECTED = "not projected yet"     # where a layer's trustworthiness would be, before its layout exists
 
@@ -177,12 +178,18 @@ def anchor_line(node: int, anchor: pd.Series) -> str:
 # --- Export --------------------------------------------------------------------------------------
 
 def export_title(run: Run, panels: list[tuple[Run, str, Layout]]) -> str:
-    """The title an export offers first: what a run's layers learned, or one
-    layer across runs."""
+    """The title an export offers first, saying what it shows: one map
+    (``<dataset>: <layer> of <model> (<run>)``), several layers of one run
+    (what each layer learned), or one layer across runs."""
     dataset = run.record["dataset"]["name"]
-    if len({panel_run.name for panel_run, _, _ in panels}) == 1:
-        return f"{dataset}: what each layer of {run.record['model']['model']} learned"
-    return f"{dataset}: {panels[0][1]} across {len(panels)} runs"
+    runs = list(dict.fromkeys(panel_run.name for panel_run, _, _ in panels))
+    if len(runs) > 1:
+        return f"{dataset}: {panels[0][1]} across {len(runs)} runs"
+    shown = panels[0][0] if panels else run
+    model = shown.record["model"]["model"]
+    if len(panels) == 1:
+        return f"{dataset}: {panels[0][1]} of {model} ({shown.name})"
+    return f"{dataset}: what each layer of {model} learned ({shown.name})"
 
 
 def export_slug(run: Run, panels: list[tuple[Run, str, Layout]]) -> str:
@@ -199,9 +206,23 @@ def export_key(title: str, line: str, colour_by: str, panels: list[tuple[Run, st
 
 
 def metrics_html_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``quality_table`` as the HTML report shows it: no position column, and
-    ``NOT_PROJECTED`` where a layer has no trustworthiness yet."""
-    shown = table.drop(columns="position")
-    shown["trustworthiness"] = [NOT_PROJECTED if pd.isna(value) else f"{value:.3f}"
-                                for value in shown["trustworthiness"]]
+    """``quality_table`` as the HTML report shows it, every cell as text: the
+    metrics under their readable names (``METRIC_LABELS``), each accuracy's
+    95% interval as ``0.806–0.838`` in the column after it, the
+    trustworthiness with its band (``NOT_PROJECTED`` before the layer's
+    layout exists), and the test nodes the accuracies were measured on."""
+    def number(value) -> str:
+        return "—" if pd.isna(value) else f"{value:.3f}"
+
+    shown = pd.DataFrame({"run": table["run"], "layer": table["layer"], "dim": table["dim"]})
+    for key in ("knn_acc", "silhouette", "probe_acc"):
+        shown[METRIC_LABELS[key].long] = [number(value) for value in table[key]]
+        if key in INTERVAL_METRICS:
+            shown[f"{METRIC_LABELS[key].short} {CONFIDENCE:.0%} interval"] = [
+                "—" if pd.isna(low) or pd.isna(high) else f"{low:.3f}–{high:.3f}"
+                for low, high in zip(table[f"{key}_low"], table[f"{key}_high"])]
+    shown[METRIC_LABELS["trustworthiness"].long] = [
+        NOT_PROJECTED if pd.isna(value) else f"{value:.3f} ({trust_band(value)[0]})"
+        for value in table["trustworthiness"]]
+    shown["test nodes scored"] = ["—" if pd.isna(n) else f"{int(n):,}" for n in table["scored_nodes"]]
     return shown

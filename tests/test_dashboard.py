@@ -277,7 +277,8 @@ def test_export_offers_png_svg_and_html(app, runs):
     svg = ElementTree.fromstring(files["svg"])
     assert svg.tag == "{http://www.w3.org/2000/svg}svg"
     texts = " ".join(t for t in svg.itertext())
-    assert "photo-sage · hidden2" in texts and "what each layer of sage learned" in texts
+    assert "photo-sage · hidden2" in texts and "amazon-photo: hidden2 of sage (photo-sage)" in texts
+    assert "test accuracy" in texts and "kNN acc." in texts and "trustworthiness" in texts
     assert svg.findall(".//{http://www.w3.org/2000/svg}image")       # the points, rasterised inside the SVG
     report = files["html"].decode()
     start = re.search(r'Plotly\.newPlot\(\s*"map-0",\s*', report).end()
@@ -293,6 +294,7 @@ def test_export_offers_png_svg_and_html(app, runs):
     files = _exported(at)
     texts = " ".join(ElementTree.fromstring(files["svg"]).itertext())
     assert all(f"photo-sage · {name}" in texts for name in ("hidden1", "hidden2", "logits"))
+    assert "what each layer of sage learned (photo-sage)" in texts and texts.count("kNN acc.") == 3
     assert b'id="map-2"' in files["html"]
 
 

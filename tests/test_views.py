@@ -69,7 +69,7 @@ def test_trustworthiness_comes_only_from_layouts_already_cached(photo_run, tmp_p
     assert not (run_dir / "projections").exists()       # nothing computed, nothing written
     table = quality_table([run], PCA)
     assert table["trustworthiness"].isna().all() and table["knn_acc"].notna().all()
-    assert (metrics_html_table(table)["trustworthiness"] == NOT_PROJECTED).all()
+    assert (metrics_html_table(table)["trustworthiness (2-D)"] == NOT_PROJECTED).all()
 
     made = project_layers(run, run.layer_names, PCA)
     trust = cached_trustworthiness(run, PCA)

@@ -1,16 +1,20 @@
-"""Export: the Explore map or the Compare grid as PNG / SVG for slides, and a
-self-contained HTML report that opens offline."""
+"""Export: the Explore map or the Compare grid as PNG / SVG for slides, with
+their evidence (metrics strip, each panel's numbers, the best-layer verdict),
+and a self-contained HTML report (metrics with intervals, each run's findings
+and confusion table) that opens offline."""
 
 import streamlit as st
 
+from layerscope.dashboard.evidence import run_evidence, slide_evidence
 from layerscope.dashboard.figures import COLOUR_MODES, GRID_COLOUR_MODES, map_frame
 from layerscope.dashboard.layouts import compare_panels, layouts
 from layerscope.dashboard.panels import projection_settings
-from layerscope.dashboard.readers import node_table, open_run
-from layerscope.dashboard.report import export_files, provenance
+from layerscope.dashboard.readers import findings, node_table, open_run
+from layerscope.dashboard.report import export_files, png_caption, provenance
 from layerscope.dashboard.text import escape_markdown
 from layerscope.dashboard.views import (default_compare_layers, default_layer, export_key, export_slug, export_title,
-                                        metrics_html_table, projection_caption, quality_table)
+                                        projection_caption, quality_table)
+from layerscope.engine.errors import UserError
 
 run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
@@ -32,9 +36,12 @@ if not panels:
     st.info("Nothing to export yet: pick layers or runs on the Compare page.")
     st.stop()
 
-title = st.text_input("Title", export_title(run, panels), key="export_title")
-maps = [(f"{panel_run.name} · {layer}", map_frame(layout.nodes, layout.xy, nodes))
-        for panel_run, layer, layout in panels]
+# Keyed by the title offered: another view offers its own title; an edit stays while the view does.
+suggested = export_title(run, panels)
+title = st.text_input("Title", suggested, key=f"export_title:{suggested}")
+# Each panel with its own run's predictions: correct / wrong differs from run to run.
+frames = [map_frame(layout.nodes, layout.xy, node_table(panel_run)) for panel_run, _, layout in panels]
+maps = [(f"{panel_run.name} · {layer}", frame) for (panel_run, layer, _), frame in zip(panels, frames)]
 line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict.fromkeys(p[1] for p in panels)),
                   projection_caption(cfg, panels[0][2])) + f" · coloured by {COLOUR_MODES[colour_by]}"
 st.caption(f"Provenance line: {escape_markdown(line)}")
@@ -43,9 +50,15 @@ st.caption(f"Provenance line: {escape_markdown(line)}")
 key = export_key(title, line, colour_by, panels)
 if st.button("Draw the exports", key="export_make", type="primary", icon=":material/palette:",
              disabled=(st.session_state.export_files or {}).get("key") == key):
-    with st.spinner("Drawing the maps…"):
-        table = metrics_html_table(quality_table(list({p[0].name: p[0] for p in panels}.values()), cfg))
-        files = export_files(maps, class_names, colour_by, title, line, table)
+    runs = list({panel_run.name: panel_run for panel_run, _, _ in panels}.values())
+    with st.spinner("Drawing the maps and gathering each run's findings…"):
+        try:
+            evidence = [run_evidence(each, findings(each)) for each in runs]
+        except UserError as e:      # e.g. a layer with NaN rows: say which, keep the rest of the app
+            st.error(escape_markdown(e), icon=":material/error:")
+            st.stop()
+        files = export_files(maps, class_names, colour_by, title, line, quality_table(runs, cfg),
+                             slide_evidence(panels, frames, colour_by), evidence)
     st.session_state.export_files = {"key": key, **files}
 files = st.session_state.export_files
 if not files or files["key"] != key:
@@ -53,11 +66,12 @@ if not files or files["key"] != key:
                "offline." + (" The view changed since the last files were made." if files else ""))
     st.stop()
 
-st.image(files["png"], caption="PNG preview (2,000 × 1,125 px, a 16:9 slide)")
+st.image(files["png"], caption=f"PNG preview ({png_caption(files['png'])})")
 slug = export_slug(run, panels)
 left, middle, right = st.columns(3)
 left.download_button("PNG", files["png"], f"{slug}.png", "image/png", key="export_png", icon=":material/image:")
 middle.download_button("SVG", files["svg"], f"{slug}.svg", "image/svg+xml", key="export_svg", icon=":material/draw:")
 right.download_button("HTML report", files["html"], f"{slug}.html", "text/html",
                       key="export_html", icon=":material/description:",
-                      help="One file with the interactive maps, the metrics table and the provenance; opens offline")
+                      help="One file with the interactive maps, the metrics table with intervals, each run's "
+                           "best-layer sentence, findings and confusion table, and the provenance; opens offline")
