@@ -41,7 +41,9 @@ def aligned_umap(features: list[np.ndarray], projector: Projector) -> list[np.nd
     same n rows, prepared by ``projector.features``), laid out together by
     umap-learn's AlignedUMAP with identity relations and ``projector``'s
     UMAP parameters."""
-    import umap
+    from layerscope.engine.numba_cache import umap_code
+
+    umap = umap_code()
 
     n = len(features[0])
     identity = {i: i for i in range(n)}

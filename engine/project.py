@@ -30,7 +30,7 @@ from layerscope.engine.projector import INITS, METHODS, METRICS, Projector, back
 from layerscope.engine.quality import stratified_sample
 from layerscope.engine.runs import Run
 
-__all__ = ["ALIGNMENTS", "DEFAULT_SAMPLE", "INITS", "METHODS", "METRICS", "PROJECTIONS_DIR", "Layout",
+__all__ = ["ALIGNMENTS", "DEFAULT_SAMPLE", "INITS", "anchor_layer", "METHODS", "METRICS", "PROJECTIONS_DIR", "Layout",
            "ProjectionConfig", "project_array", "project_layers", "resolve_layers", "shared_sample"]
 
 ALIGNMENTS = ("procrustes", "aligned-umap", "none")
@@ -90,6 +90,14 @@ def shared_sample(labels: np.ndarray, size: int | None = None, seed: int = 0) ->
     return stratified_sample(labels, np.arange(labels.size), size, seed).astype(np.int64)
 
 
+def anchor_layer(layers: list[str]) -> str:
+    """The layer a run's layouts are aligned from, the one pages show first:
+    the one before the last (the last hidden layer of a model with an output
+    layer), or the last of one or two. Its layout is never moved, so it can
+    be drawn before the others exist."""
+    return layers[-2] if len(layers) > 2 else layers[-1]
+
+
 def project_array(x: np.ndarray, cfg: ProjectionConfig = ProjectionConfig()) -> np.ndarray:
     """A 2-D layout of the rows of ``x`` ((N, d), any float array), as
     ``fit_transform`` of umap-learn gives one: (N, 2) float32.
@@ -128,11 +136,12 @@ def project_layers(run: Run, layers: list[str], cfg: ProjectionConfig = Projecti
 
     Args:
         run: a complete run (``engine.runs.read_run``).
-        layers: layer names, in the order alignment chains them (``resolve_layers``).
+        layers: layer names, in forward order (``resolve_layers``).
         cfg: method and parameters.
         reference: with ``align="procrustes"``, one layout per layer (of another
-            run on the same graph) to align each layer onto; by default each
-            layer is aligned onto the one before it.
+            run on the same graph) to align each layer onto; by default the
+            ``anchor_layer`` stays as laid out, each layer after it is aligned
+            onto the one before, and each layer before it onto the one after.
         progress: ``True`` for a tqdm bar on stderr, or a callback
             ``(step, steps, message)`` (the dashboard's progress bar).
         cached_only: compute and write nothing: None when any layout is not
@@ -159,24 +168,26 @@ def _project(run: Run, layers: list[str], cfg: ProjectionConfig, reference: list
     if cfg.align == "aligned-umap":
         return _aligned_umap(run, layers, cfg, sample, store, report)
 
-    layouts = []
-    for i, name in enumerate(layers):
+    anchor = layers.index(anchor_layer(layers))
+    made: dict[int, Layout] = {}
+    for i in [*range(anchor, len(layers)), *range(anchor - 1, -1, -1)]:      # outward from the anchor
+        name = layers[i]
         raw = _stored(store, _raw_key(store, name, sample, cfg),
                       lambda name=name: _layout(run, name, sample, cfg, report), report, name)
         if cfg.align == "none":
-            layouts.append(raw)
+            made[i] = raw
             report.step(f"{name}: no alignment")
             continue
-        target = reference[i] if reference is not None else (layouts[-1] if layouts else None)
+        target = reference[i] if reference is not None else made.get(i - 1 if i > anchor else i + 1)
         if target is None:
-            layouts.append(raw)
+            made[i] = raw
             report.step(f"{name}: alignment reference")
             continue
         key = digest({"aligned": raw.info["key"], "onto": target.info["key"], "align": cfg.align})
-        layouts.append(_stored(store, key, lambda raw=raw, target=target: _procrustes(raw, target),
-                               report, f"{name}: align"))
+        made[i] = _stored(store, key, lambda raw=raw, target=target: _procrustes(raw, target),
+                          report, f"{name}: align")
     report.close()
-    return layouts
+    return [made[i] for i in range(len(layers))]
 
 
 def _stored(store: LayoutStore, key: str, make: Callable[[], Layout], report: _Progress, what: str) -> Layout:
@@ -217,9 +228,10 @@ def _layout(run: Run, name: str, sample: np.ndarray, cfg: ProjectionConfig, repo
         nodes, xy = _place_the_rest(run, name, sample, xy, projector, report)
     seconds = time.perf_counter() - start
     report.status(f"{name}: trustworthiness")
+    trust = _trustworthiness(run, name, nodes, xy, cfg)
     return Layout(name, nodes, xy, {"params": asdict(cfg), "seconds": round(seconds, 3),
-                                     "trustworthiness": _trustworthiness(run, name, nodes, xy, cfg),
-                                     "aligned_to": None, "backend": backend(cfg.method)})
+                                     "trust_seconds": round(time.perf_counter() - start - seconds, 3),
+                                     "trustworthiness": trust, "aligned_to": None, "backend": backend(cfg.method)})
 
 
 def _place_the_rest(run: Run, name: str, sample: np.ndarray, xy: np.ndarray, projector: Projector,

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from layerscope.engine.errors import UserError
+from layerscope.engine.numba_cache import umap_code
 
 METHODS = ("umap", "pca")
 METRICS = ("cosine", "euclidean")
@@ -174,7 +175,7 @@ def _fit_umap(features: np.ndarray, projector: Projector, on_layout: Callable[[]
         model = UMAP(**{**params, "init": "random" if projector.init == "random" else "spectral"})
         return model, np.asarray(model.fit_transform(features))
 
-    import umap
+    umap = umap_code()
 
     if len(features) < EXACT_KNN_BELOW and not projector.transformable:
         # Exact neighbours (BLAS) cost less here than compiling pynndescent's numba code.

@@ -12,7 +12,8 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
 from tests.conftest import assert_one_line_error, run_engine
-from layerscope.engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers, resolve_layers, shared_sample
+from layerscope.engine.project import (PROJECTIONS_DIR, ProjectionConfig, anchor_layer, project_layers, resolve_layers,
+                                       shared_sample)
 from layerscope.engine.runs import read_run
 
 # Small enough that each missed layout costs a second or two.
@@ -84,7 +85,7 @@ def test_the_cache_is_keyed_on_the_sampled_nodes_and_indexed_by_layer(fresh_run)
     import json
 
     cfg = ProjectionConfig(method="pca")
-    first, second = project_layers(fresh_run, ["input", "hidden1"], cfg)
+    second, first = project_layers(fresh_run, ["hidden1", "input"], cfg)      # the last of two is the anchor
     again, = project_layers(fresh_run, ["input"], dataclasses.replace(cfg, sample=7650))
     assert again.info["cached"] and again.info["key"] == first.info["key"]
     index = json.loads((fresh_run.path / PROJECTIONS_DIR / "index.json").read_text())
@@ -96,19 +97,37 @@ def test_the_cache_is_keyed_on_the_sampled_nodes_and_indexed_by_layer(fresh_run)
 
 def test_a_changed_layer_file_or_alignment_reference_misses_the_cache(fresh_run):
     cfg = FAST
-    input_, hidden = project_layers(fresh_run, ["input", "hidden1"], cfg)
+    hidden, input_ = project_layers(fresh_run, ["hidden1", "input"], cfg)      # the last of two is the anchor
     assert hidden.info["aligned_to"] == input_.info["key"]
 
     # Another reference for hidden1 (hidden2 instead of input): a new aligned layout, the same raw one.
-    _, onto_hidden2 = project_layers(fresh_run, ["hidden2", "hidden1"], cfg)
+    onto_hidden2, _ = project_layers(fresh_run, ["hidden1", "hidden2"], cfg)
     assert onto_hidden2.info["key"] != hidden.info["key"] and not onto_hidden2.info["cached"]
 
     layer_file = fresh_run.path / "layers" / "hidden1.npy"
     values = np.load(layer_file)
     values[0, 0] += 1.0
     np.save(layer_file, values)
-    changed = project_layers(fresh_run, ["input", "hidden1"], cfg)
-    assert changed[0].info["cached"] and not changed[1].info["cached"]
+    changed = project_layers(fresh_run, ["hidden1", "input"], cfg)
+    assert changed[1].info["cached"] and not changed[0].info["cached"]
+
+
+def test_layouts_are_aligned_outward_from_the_anchor_which_can_be_drawn_first(fresh_run):
+    """The layer pages show first (the one before the last) is laid out alone
+    and never moved: laid out by itself first, it is the very layout the
+    chain of all layers then starts from, and every other layer is aligned
+    onto its neighbour towards it."""
+    cfg = ProjectionConfig(method="pca")
+    names = fresh_run.layer_names
+    assert anchor_layer(names) == names[-2] == "hidden2"
+    alone, = project_layers(fresh_run, ["hidden2"], cfg)
+    chain = dict(zip(names, project_layers(fresh_run, names, cfg)))
+    assert chain["hidden2"].info["cached"] and chain["hidden2"].info["key"] == alone.info["key"]
+    assert chain["hidden2"].info["aligned_to"] is None
+    assert np.array_equal(chain["hidden2"].xy, alone.xy)
+    assert chain["logits"].info["aligned_to"] == chain["hidden2"].info["key"]
+    assert chain["hidden1"].info["aligned_to"] == chain["hidden2"].info["key"]
+    assert chain["input"].info["aligned_to"] == chain["hidden1"].info["key"]
 
 
 def test_layouts_are_identical_for_the_same_seed_and_inputs(photo_run, tmp_path):
