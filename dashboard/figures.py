@@ -171,6 +171,7 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     if anchor is not None and len(anchor):      # an arrow finds it where markers pile up
         figure.add_annotation(x=float(anchor["x"].iloc[0]), y=float(anchor["y"].iloc[0]), ax=36, ay=-36,
                               text=f"node {style.anchor}", showarrow=True, arrowhead=2, arrowwidth=1.5,
+                              standoff=(marker_size(len(frame)) * 3 + 10) / 2 + 2,    # the ring's edge
                               bgcolor="rgba(255,255,255,0.85)", bordercolor="#111111", font=dict(size=12))
     return figure
 

@@ -18,6 +18,7 @@ from layerscope.dashboard.plotly_map import map_file
 from layerscope.engine.neighbours import nearest_in_layer
 from layerscope.engine.project import ProjectionConfig, project_layers
 from layerscope.engine.runs import read_run
+from layerscope.engine.summary import confused_pairs, confusion
 from layerscope.engine.config import TrainConfig
 from layerscope.engine.pipeline import train_run
 
@@ -240,10 +241,25 @@ def test_metrics_page_tables_and_charts_match_run_json(app, runs):
     assert table["trustworthiness"].between(0.5, 1.0).all()       # the raw input features map worst
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]
     assert titles[0].startswith("kNN accuracy") and any("layer vs layer" in t for t in titles)
-    assert any("photo-contrastive" in t for t in titles) and "Training" in titles and "Confusion (test nodes)" in titles
-    confusion_figure = _figures(at)[titles.index("Confusion (test nodes)")]
+    assert any("photo-contrastive" in t for t in titles) and "photo-sage: training" in titles
+    [confusion_title] = [t for t in titles if "confusion on" in t]
+    confusion_figure = _figures(at)[titles.index(confusion_title)]
     assert _array(confusion_figure["data"][0]["customdata"]).sum() == record["dataset"]["split_sizes"]["test"]
     assert f"test accuracy {record['metrics']['test_acc']:.3f}" in " ".join(c.value for c in at.caption)
+
+
+def test_metrics_confusion_follows_the_runs_selected_with_the_top_pairs_in_words(app, runs):
+    at = _open(app, "metrics")
+    at.multiselect(key="metrics_runs").set_value(["photo-sage", "photo-gcn"]).run()
+    assert not at.exception
+    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    for name in ("photo-sage", "photo-gcn"):
+        [title] = [t for t in figures if t.startswith(f"{name}: confusion on")]
+        counts = confusion(read_run(runs / name).nodes(), read_run(runs / name).record["dataset"]["class_names"])
+        assert np.array_equal(_array(figures[title]["data"][0]["customdata"]).reshape(counts.shape), counts)
+        top = confused_pairs(counts, 1).iloc[0]
+        assert any(f"{top.nodes:,} of {top.of:,} ({top.share:.1%})" in m.value for m in at.markdown)
+        assert any(f.startswith(f"{name}: training") for f in figures)
 
 
 def test_neighbours_page_lists_embedding_and_graph_neighbours(app, runs):

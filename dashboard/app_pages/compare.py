@@ -62,6 +62,8 @@ shown, matched = category_filter(class_names, search, isolate, hide)
 selection = np.asarray(st.session_state.compare_selection, dtype=np.int64)
 height = 460 if len(panels) > 1 else 640
 reported = []
+# The share wrong under each panel when the panels' runs differ, once under the grid when they agree.
+wrong = [correct_caption(frame, shown) for frame in frames] if colour_by == "correct" else []
 st.html(legend_html(legend_entries(frames, colour_by, class_names)))
 for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames)):
     if index % COLUMNS == 0:
@@ -73,9 +75,11 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
         reported.append(plotly_map(map_figure(frame, class_names, style), key=f"compare_panel_{index}",
                                    config=MAP_CONFIG).nodes)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
-        if colour_by == "correct":
-            st.caption(correct_caption(frame, shown))
+        if len(set(wrong)) > 1:
+            st.caption(wrong[index])
 
+if len(set(wrong)) == 1:
+    st.caption(f"Every panel: {wrong[0]}")
 st.session_state.compare_seen, changed = linked_selection(reported, st.session_state.compare_seen,
                                                           st.session_state.compare_selection)
 if changed is not None:

@@ -3,7 +3,8 @@ are, how training went, and what the model confuses."""
 
 import streamlit as st
 
-from layerscope.dashboard.charts import cka_heatmap, confusion_heatmap, metrics_by_layer, training_curves
+from layerscope.dashboard.charts import (cka_heatmap, confused_pairs_text, confusion_heatmap, kept_epoch,
+                                         metrics_by_layer, training_curves)
 from layerscope.dashboard.figures import OFFLINE_CONFIG
 from layerscope.dashboard.panels import projection_settings
 from layerscope.dashboard.readers import history, list_runs, node_table, open_run, run_cka
@@ -61,17 +62,31 @@ if others:
 else:
     right.info("Train another model on this graph to compare runs layer by layer.")
 
-epochs = history(run)
-if epochs is not None and len(epochs):
+trained = [(each, history(each)) for each in runs]
+trained = [(each, epochs) for each, epochs in trained if epochs is not None and len(epochs)]
+if trained:
     st.subheader("Training")
-    st.plotly_chart(training_curves(epochs), key="training_curves", config=OFFLINE_CONFIG)
-counts = confusion(node_table(run), run.record["dataset"]["class_names"])
-if not counts.empty and counts.to_numpy().sum():
+for index, (each, epochs) in enumerate(trained):
+    st.plotly_chart(training_curves(epochs, kept_epoch(each.record), f"{each.name}: training"),
+                    key=f"training_curves_{index}", config=OFFLINE_CONFIG)
+if trained:
+    st.caption("Loss above; validation (and training) scores below, 0 to 1. The dashed line marks the epoch "
+               "whose weights the run kept: its best validation score.")
+
+matrices = [(each, confusion(node_table(each), each.record["dataset"]["class_names"])) for each in runs]
+matrices = [(each, counts) for each, counts in matrices if not counts.empty and counts.to_numpy().sum()]
+if matrices:
     st.subheader("Confusion by category")
-    metrics = run.record.get("metrics", {})
-    predicted_by = (run.record.get("nodes") or {}).get("predicted_by", "model")
+for index, (each, counts) in enumerate(matrices):
+    metrics = each.record.get("metrics", {})
+    predicted_by = (each.record.get("nodes") or {}).get("predicted_by", "model")
     probe = f" ({escape_markdown(predicted_by)})" \
         if metrics.get("eval") == "linear-probe" or predicted_by != "model" else ""
-    st.caption(f"test accuracy{probe} {metrics.get('test_acc', float('nan')):.3f} · "
-               f"macro F1 {metrics.get('test_macro_f1', float('nan')):.3f} on {counts.to_numpy().sum():,} test nodes")
-    st.plotly_chart(confusion_heatmap(counts), key="confusion", config=OFFLINE_CONFIG)
+    tested = int(counts.to_numpy().sum())
+    st.caption(f"**{escape_markdown(each.name)}**: test accuracy{probe} {metrics.get('test_acc', float('nan')):.3f} · "
+               f"macro F1 {metrics.get('test_macro_f1', float('nan')):.3f} on {tested:,} test nodes")
+    st.plotly_chart(confusion_heatmap(counts, f"{each.name}: confusion on {tested:,} test nodes, rows normalised"),
+                    key=f"confusion_{index}", config=OFFLINE_CONFIG)
+    pairs = confused_pairs_text(counts)
+    if pairs:
+        st.markdown(f"Most confused (true category → predicted), of that category's test nodes:\n\n{pairs}")

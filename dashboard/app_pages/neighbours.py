@@ -14,15 +14,15 @@ from layerscope.dashboard.views import anchor_line, category_members, default_la
 from layerscope.engine.errors import UserError
 from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer
 
-# Narrow columns sized to their values, so the table fits half the page
-# without clipping its last column (degree); names take the rest.
+# Numbers first, in columns sized to them, names last: a table fits half the
+# page (about 550 px) without clipping a number, and a long name ends in "…".
 NEIGHBOUR_COLUMNS = {
-    "same category": st.column_config.CheckboxColumn("same", width="small"),
-    "similarity": st.column_config.NumberColumn("similarity", format="%.3f", width="small"),
-    "node_id": st.column_config.NumberColumn("node", format="%d", width="small"),
-    "category": st.column_config.TextColumn("category", width="medium"),
-    "prediction": st.column_config.TextColumn("prediction", width="medium"),
-    "degree": st.column_config.NumberColumn("degree", format="%d", width="small"),
+    "same category": st.column_config.CheckboxColumn("same", width=48),
+    "similarity": st.column_config.NumberColumn("similarity", format="%.3f", width=76),
+    "node_id": st.column_config.NumberColumn("node", format="%d", width=64),
+    "degree": st.column_config.NumberColumn("degree", format="%d", width=60),
+    "category": st.column_config.TextColumn("category", width=150),
+    "prediction": st.column_config.TextColumn("prediction", width=150),
 }
 
 run = open_run(st.session_state.run)
@@ -64,13 +64,15 @@ with left:
                 "the products the model thinks are alike")
     rows = neighbour_rows(nodes, similar, int(anchor["label"]))
     rows.insert(1, "similarity", similarity)
-    st.dataframe(rows, hide_index=True, key="embedding_neighbours", width="stretch", column_config=NEIGHBOUR_COLUMNS)
+    st.dataframe(rows, hide_index=True, key="embedding_neighbours", width="stretch",
+                 column_config=NEIGHBOUR_COLUMNS, column_order=[c for c in NEIGHBOUR_COLUMNS if c in rows])
     st.caption(f"{rows['same category'].mean():.0%} share its category")
 with right:
     if bought is not None:
         st.markdown(f"**{bought.size} graph neighbours**: the products bought together with it")
         rows = neighbour_rows(nodes, bought[:1000], int(anchor["label"]))
-        st.dataframe(rows, hide_index=True, key="graph_neighbours", width="stretch", column_config=NEIGHBOUR_COLUMNS)
+        st.dataframe(rows, hide_index=True, key="graph_neighbours", width="stretch",
+                     column_config=NEIGHBOUR_COLUMNS, column_order=[c for c in NEIGHBOUR_COLUMNS if c in rows])
         both = np.intersect1d(similar, bought).size
         st.caption(f"{rows['same category'].mean():.0%} share its category · {both} of the {k} nearest are "
                    "also graph neighbours" if bought.size else "no graph neighbours")
