@@ -12,26 +12,33 @@ from layerscope.dashboard.readers import open_run
 from layerscope.dashboard.text import escape_markdown
 from layerscope.dashboard.views import for_graph
 from layerscope.engine.errors import UserError
-from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, project_layers
+from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, anchor_layer, project_layers
 from layerscope.engine.runs import Run
 
 
 def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
-            reference: list[Layout] | None = None, compute: bool = False) -> dict[str, Layout]:
+            reference: list[Layout] | None = None, compute: bool = False, first: str | None = None) -> dict[str, Layout]:
     """Layouts of ``layers`` of ``run`` (all by default), aligned layer onto
     layer, or onto ``reference`` (one layout per layer, of another run on the
     same graph). Read from the run's projection cache. What is missing is
     computed under a progress bar once a control of this session asked for
     it (``compute``, or ``may_compute``: the Lay out button, the projection
     settings); opening a page never starts a computation, so until then the
-    page shows that button and stops."""
+    page shows that button and stops.
+
+    ``first``: the layer the page shows. When it is the anchor the others are
+    aligned from (``engine.project.anchor_layer``) and nothing is cached,
+    only its layout is computed and returned, so the page can draw it; the
+    page asks for the rest after (``compute=True``)."""
     names = layers or [entry["name"] for entry in run.layers]
     cfg = for_graph(cfg, run.record["dataset"]["num_nodes"])
     try:
         result = project_layers(run, names, cfg, reference=reference, cached_only=True)
         if result is None and not (compute or st.session_state.may_compute):
             _offer_layouts(run, cfg, names)
-        if result is None:
+        if result is None and reference is None and len(names) > 1 and first == anchor_layer(names):
+            result = _compute(run, [first], cfg, None)      # never moved by the others' alignment
+        elif result is None:
             result = _compute(run, names, cfg, reference)
     except UserError as e:      # e.g. a layer with NaN rows: say so, keep the rest of the app
         st.error(escape_markdown(e), icon=":material/error:")
@@ -46,9 +53,12 @@ def _compute(run: Run, names: list[str], cfg: ProjectionConfig, reference: list[
         bar.progress(min(step / max(steps, 1), 1.0), text=escape_markdown(f"Projecting {run.name}: {message}"))
 
     try:
-        return project_layers(run, names, cfg, reference=reference, progress=report)
+        made = project_layers(run, names, cfg, reference=reference, progress=report)
     finally:
         bar.empty()
+    st.session_state.laid_out_here.update({layout.info["key"]: layout.info for layout in made
+                                           if not layout.info.get("cached")})
+    return made
 
 
 def _offer_layouts(run: Run, cfg: ProjectionConfig, names: list[str]) -> None:

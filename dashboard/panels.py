@@ -11,7 +11,7 @@ import streamlit as st
 
 from layerscope.dashboard.links import MAX_POINTS, MIN_POINTS
 from layerscope.dashboard.text import escape_markdown
-from layerscope.dashboard.views import layer_scores, scores_line
+from layerscope.dashboard.views import intervals_line, layer_intervals, layer_scores, scores_line
 from layerscope.engine.faithfulness import bands_text, trust_sentence
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig
 from layerscope.engine.runs import Run
@@ -42,13 +42,16 @@ def layer_metrics_caption(run: Run, layer: str, layout: Layout | None, compact: 
     """The layer's quality as metric tiles (or one caption line when ``compact``),
     then what the trustworthiness of its map lets a reader read off it."""
     values = layer_scores(run, layer, layout)
+    intervals, scored_nodes = layer_intervals(run, layer)
     trust = layout.info.get("trustworthiness") if layout is not None else None
     if compact:
-        st.caption(scores_line(values))
+        st.caption(scores_line({k: v for k, v in values.items() if k != "trustworthiness"}, intervals))
         st.caption(trust_sentence(trust, compact=True), help=bands_text())
         return
     for column, (key, value) in zip(st.columns(len(values)), values.items()):
         column.metric(METRIC_LABELS[key].short, "—" if value is None else f"{value:.3f}")
+    if intervals:
+        st.caption(intervals_line(intervals, scored_nodes))
     st.caption(trust_sentence(trust), help=bands_text())
 
 

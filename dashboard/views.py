@@ -16,10 +16,10 @@ import pandas as pd
 from layerscope.dashboard.links import cached_layouts
 from layerscope.dashboard.text import escape_markdown
 from layerscope.engine.faithfulness import K, NEAR, trust_band
-from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig
+from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, anchor_layer
 from layerscope.engine.runs import Run
-from layerscope.engine.summary import METRIC_LABELS, RUN_METRICS, layer_metrics
-from layerscope.engine.uncertainty import CONFIDENCE, INTERVAL_METRICS
+from layerscope.engine.summary import INTERVAL_COLUMNS, METRIC_LABELS, RUN_METRICS, layer_metrics
+from layerscope.engine.uncertainty import CONFIDENCE, INTERVAL_METRICS, interval_text
 
 NOT_PROJECTED = "not projected yet"     # where a layer's trustworthiness would be, before its layout exists
 
@@ -28,8 +28,10 @@ NOT_PROJECTED = "not projected yet"     # where a layer's trustworthiness would 
 
 def default_layer(layer_names: list[str]) -> str:
     """The layer a page shows first: the one before the last (the last hidden
-    layer of a model with an output layer), or the last of one or two."""
-    return layer_names[-2] if len(layer_names) > 2 else layer_names[-1]
+    layer of a model with an output layer), or the last of one or two; the
+    layer the run's layouts are aligned from (``engine.project.anchor_layer``),
+    so its map can be drawn before the other layers are laid out."""
+    return anchor_layer(layer_names)
 
 
 def for_graph(cfg: ProjectionConfig, num_nodes: int) -> ProjectionConfig:
@@ -43,10 +45,13 @@ def for_graph(cfg: ProjectionConfig, num_nodes: int) -> ProjectionConfig:
     return dataclasses.replace(cfg, sample=None) if cfg.sample == DEFAULT_SAMPLE else cfg
 
 
-def projection_caption(cfg: ProjectionConfig, layout: Layout | None = None) -> str:
+def projection_caption(cfg: ProjectionConfig, layout: Layout | None = None, num_nodes: int | None = None) -> str:
     """The provenance of a layout, in one line: method, parameters, the
-    points it holds and the seed."""
+    points it holds (of the graph's ``num_nodes``) and the seed. Every page
+    that shows a layout, or numbers of it, says it with this line."""
     points = f"{layout.nodes.size:,} nodes" if layout is not None else f"sample {cfg.sample or DEFAULT_SAMPLE:,}"
+    if layout is not None and num_nodes:
+        points = f"{layout.nodes.size:,} of {num_nodes:,} nodes"
     if cfg.method == "pca":
         return f"PCA ({cfg.metric}), {points}, seed {cfg.seed}"
     epochs = cfg.epochs(layout.nodes.size) if layout is not None else cfg.n_epochs or "auto"
@@ -63,9 +68,31 @@ def layer_scores(run: Run, layer: str, layout: Layout | None) -> dict[str, float
     return values
 
 
-def scores_line(values: dict[str, float | None]) -> str:
-    """``layer_scores`` in one caption line, with the short labels."""
-    return " · ".join(f"{METRIC_LABELS[key].short} {value:.3f}" for key, value in values.items() if value is not None)
+def layer_intervals(run: Run, layer: str) -> tuple[dict[str, tuple[float, float]], int | None]:
+    """One layer's 95% accuracy intervals (metric -> (low, high), as run.json
+    holds them) and the test nodes they were measured on."""
+    metrics = next(e for e in run.layers if e["name"] == layer).get("metrics") or {}
+    intervals = {key: tuple(metrics[f"{key}_ci"]) for key in INTERVAL_METRICS if metrics.get(f"{key}_ci")}
+    return intervals, metrics.get("scored_nodes")
+
+
+def scores_line(values: dict[str, float | None], intervals: dict[str, tuple[float, float]] | None = None) -> str:
+    """``layer_scores`` in one caption line, with the short labels, and each
+    accuracy's interval when given."""
+    intervals = intervals or {}
+    return " · ".join(f"{METRIC_LABELS[key].short} {value:.3f}"
+                      + (f" ({interval_text(*intervals[key])})" if key in intervals else "")
+                      for key, value in values.items() if value is not None)
+
+
+def intervals_line(intervals: dict[str, tuple[float, float]], scored_nodes: int | None) -> str:
+    """The accuracies' intervals in one caption line, under a layer's tiles."""
+    if not intervals:
+        return ""
+    nodes = f" on {scored_nodes:,} test nodes" if scored_nodes else ""
+    return (f"{CONFIDENCE:.0%} intervals{nodes}: "
+            + " · ".join(f"{METRIC_LABELS[key].short} {low:.3f}–{high:.3f}" for key, (low, high) in intervals.items())
+            + ". Layers whose intervals overlap are within noise of each other.")
 
 
 def cached_trustworthiness(run: Run, cfg: ProjectionConfig) -> dict[str, float]:
@@ -78,6 +105,30 @@ def cached_trustworthiness(run: Run, cfg: ProjectionConfig) -> dict[str, float]:
             if layout.info.get("trustworthiness") is not None}
 
 
+def layouts_caption(run: Run, cfg: ProjectionConfig) -> str:
+    """``projection_caption`` of the run's layouts with ``cfg``, as Explore
+    and Compare say it under the maps: of a cached layout when there is one
+    (every layer's has the same points and epochs), of the settings otherwise."""
+    num_nodes = run.record["dataset"]["num_nodes"]
+    cfg = for_graph(cfg, num_nodes)
+    for layer in run.layer_names:
+        found = cached_layouts(run, [layer], cfg)
+        if found:
+            return projection_caption(cfg, found[0], num_nodes)
+    return projection_caption(cfg)
+
+
+def quality_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``quality_table`` as Metrics lists it: each accuracy followed by its
+    95% interval as text, without the columns the table computes with."""
+    shown = table.drop(columns=["position", *INTERVAL_COLUMNS, "scored_nodes"])
+    for key in reversed(INTERVAL_METRICS):
+        text = [f"{low:.3f}–{high:.3f}" if pd.notna(low) and pd.notna(high) else None
+                for low, high in zip(table[f"{key}_low"], table[f"{key}_high"])]
+        shown.insert(shown.columns.get_loc(key) + 1, f"{key}_ci", text)
+    return shown
+
+
 def quality_table(runs: list[Run], cfg: ProjectionConfig) -> pd.DataFrame:
     """``engine.summary.layer_metrics`` of each run, one after the other, with
     the trustworthiness of the layouts ``cfg`` already has in each run's cache
@@ -86,6 +137,21 @@ def quality_table(runs: list[Run], cfg: ProjectionConfig) -> pd.DataFrame:
 
 
 # --- Explore -------------------------------------------------------------------------------------
+
+def layout_timing(layout: Layout, laid_out_here: dict[str, dict]) -> str:
+    """Where a layout came from, for the caption under its map: laid out by
+    this session (``laid_out_here``: layout key -> its info when computed),
+    with how long laying it out and measuring its trustworthiness took
+    (numba's compilation, when the process had to, included), or the run's
+    cache."""
+    info = laid_out_here.get(layout.info.get("key"))
+    if info is None:
+        return "read from the run's projection cache"
+    line = f"laid out for this session in {info.get('seconds', 0):.1f} s"
+    if info.get("trust_seconds") is not None:
+        line += f", its trustworthiness measured in {info['trust_seconds']:.1f} s"
+    return line
+
 
 def layer_switch(reported: dict | None, layer_names: list[str], taken: tuple | None) -> tuple | None:
     """A press of the Explore map's layer buttons not taken yet: the map's

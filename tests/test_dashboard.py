@@ -326,3 +326,43 @@ def test_a_layer_with_nan_rows_is_an_error_message_not_a_traceback(photo_run, tm
     _lay_out(at)
     assert not at.exception
     assert "layer hidden1 has NaN or infinite values" in at.error[0].value
+
+
+def test_metrics_gives_intervals_calls_overlapping_layers_a_tie_and_captions_layouts_as_explore(runs, tmp_path,
+                                                                                               monkeypatch):
+    """A copy of the Photo run whose logits score 0.003 under hidden2 on kNN
+    accuracy (with the interval that gives on the same test nodes): Metrics
+    lists each layer's 95% interval and says the two are within noise, and
+    its layouts caption is the one Explore shows under the map."""
+    from layerscope.engine.uncertainty import with_intervals
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "photo-sage", root / "photo-sage")
+    path = root / "photo-sage" / "run.json"
+    record = json.loads(path.read_text())
+    hidden2 = next(e for e in record["layers"] if e["name"] == "hidden2")
+    logits = record["layers"][-1]
+    logits["metrics"] = with_intervals({**logits["metrics"], "knn_acc": hidden2["metrics"]["knn_acc"] - 0.003},
+                                       hidden2["metrics"]["scored_nodes"])
+    path.write_text(json.dumps(record))
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(root))
+
+    def opened(page=None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=300)
+        at.session_state["projection"] = FAST
+        at.session_state["run"] = "photo-sage"
+        return _open(at, page)
+
+    metrics = opened("metrics")
+    verdict_line = next(m.value for m in metrics.markdown if "photo-sage" in m.value)
+    assert "within noise" in verdict_line and "hidden2" in verdict_line and "logits" in verdict_line
+    assert "95% CI" in verdict_line and f"{hidden2['metrics']['scored_nodes']:,} test nodes" in verdict_line
+    table = metrics.dataframe[0].value.set_index("layer")
+    for entry in record["layers"]:
+        low, high = entry["metrics"]["knn_acc_ci"]
+        assert table.loc[entry["name"], "knn_acc_ci"] == f"{low:.3f}–{high:.3f}"
+        assert low < table.loc[entry["name"], "knn_acc"] < high
+    [caption] = [c.value for c in metrics.caption if c.value.startswith("Layouts:")]
+    assert "n_epochs=60" in caption and f"{record['dataset']['num_nodes']:,} of" in caption
+    explore = opened()
+    assert [c.value for c in explore.caption if c.value.startswith("Layouts:")] == [caption]

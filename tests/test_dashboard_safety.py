@@ -27,7 +27,7 @@ from tests.browser import DEMO_RUN, demo_runs, name_a_layer_file, rename_everyth
 from tests.conftest import ROOT
 
 APP = str(ROOT / "dashboard" / "app.py")
-PAGES = ("explore", "compare", "metrics", "neighbours", "export")
+PAGES = ("explore", "compare", "metrics", "findings", "neighbours", "export")
 IMAGE = "![x](http://127.0.0.1:9/pixel.png)"
 TAG = "<img src=http://127.0.0.1:9/tag.png>"
 HOSTILE_RUN = "run ![x](pixel.png) <img src=pixel.png>"     # a folder name: no slashes
@@ -150,7 +150,7 @@ def test_a_links_points_never_crash_a_page_nor_start_a_projection(runs, monkeypa
         notes = [i.value for i in at.info if "This link asks" in i.value]
         assert bool(notes) == (points in ("500", "2000")), (page, notes)
     assert _projections(runs) == before
-    print(f"?points={points}: 5 pages open, no projection written"
+    print(f"?points={points}: {len(PAGES)} pages open, no projection written"
           + (f"; note: {notes[0]}" if notes else ""))
 
 
@@ -162,11 +162,12 @@ def test_a_links_layout_is_computed_by_its_button_then_found_by_the_next_link(ru
     assert not at.exception and not [i for i in at.info if "This link asks" in i.value]
     made = _projections(runs) - before
     assert len(made) == 2 * (4 + 3)      # .parquet and .json of a raw layout per layer and three aligned ones
-    assert "1,995 nodes" in at.caption[0].value         # 2,000 asked; stratified by category
+    assert any("1,995 of 5,000 nodes" in c.value for c in at.caption)      # 2,000 asked; stratified by category
     # The next visitor with the same link gets the cached layout straight away.
     again = _open(_app(runs, monkeypatch, points="2000"), "explore")
     assert not [i for i in again.info if "This link asks" in i.value]
-    assert again.session_state["projection"].sample == 2_000 and "1,995 nodes" in again.caption[0].value
+    assert again.session_state["projection"].sample == 2_000
+    assert any("1,995 of 5,000 nodes" in c.value for c in again.caption)
     assert _projections(runs) - before == made
 
 
@@ -197,7 +198,7 @@ def test_names_from_a_run_folder_show_as_written_on_every_page(runs, monkeypatch
         assert not raw, (page, raw)
         shown += texts
         figures = _figure_texts(at)
-        assert "<img" not in figures and ("&lt;img" in figures or page == "export"), page
+        assert "<img" not in figures and ("&lt;img" in figures or page in ("export", "findings")), page
     everything = "\n".join(shown)
     assert escape_markdown(f"demo {IMAGE} {TAG}") in everything             # the dataset, in the sidebar
     assert escape_markdown(f"layers/{IMAGE}{TAG}.npy")[:60] in everything    # the broken run's warning

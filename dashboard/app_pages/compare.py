@@ -86,7 +86,7 @@ if changed is not None:
     st.session_state.compare_selection = changed
     st.rerun()      # draw the new selection in the panels drawn before this one
 
-st.caption(f"Every panel: {projection_caption(cfg, panels[0][2])}")
+st.caption(f"Layouts: {projection_caption(cfg, panels[0][2], len(nodes))}")
 if selection.size:
     left, right = st.columns([4, 1])
     left.subheader(f"{selection.size:,} nodes selected, highlighted in every panel")

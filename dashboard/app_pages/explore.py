@@ -11,7 +11,8 @@ from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, 
 from layerscope.dashboard.plotly_map import plotly_map
 from layerscope.dashboard.readers import node_table, open_run
 from layerscope.dashboard.text import escape_markdown
-from layerscope.dashboard.views import default_layer, distortion_caption, layer_switch, projection_caption
+from layerscope.dashboard.views import (default_layer, distortion_caption, layer_switch, layout_timing,
+                                        projection_caption)
 
 run = open_run(st.session_state.run)
 class_names = run.record["dataset"]["class_names"]
@@ -32,7 +33,8 @@ cfg = projection_settings()
 search, isolate, hide = legend_controls(class_names)
 st.columns(3)[0].selectbox("Colour by", list(COLOUR_MODES), format_func=COLOUR_MODES.get, key="colour_by")
 
-all_layouts = layouts(run, cfg)
+# A run without layouts: its first map is the shown layer's alone, the others are laid out below it after.
+all_layouts = layouts(run, cfg, first=st.session_state.layer)
 layout = all_layouts[st.session_state.layer]
 nodes = node_table(run)
 shown, matched = category_filter(class_names, search, isolate, hide)
@@ -47,13 +49,17 @@ event = plotly_map(figure, key="explore_map", config=MAP_CONFIG, layer=st.sessio
                    title=f"{run.name} · {{layer}}")
 selected = np.asarray(event.nodes, dtype=np.int64)
 
-how = "from the cache" if layout.info.get("cached") else f"computed in {layout.info.get('seconds', 0):.1f} s"
-st.caption(f"{projection_caption(cfg, layout)} (of {len(nodes):,}) · layout {how}")
+st.caption(f"Layouts: {projection_caption(cfg, layout, len(nodes))}")
+st.caption(f"This layer's layout: {layout_timing(layout, st.session_state.laid_out_here)}")
 layer_metrics_caption(run, st.session_state.layer, layout)
-if distortion is not None:
-    st.caption(distortion_caption(distortion))
 if style.colour_by == "correct":
     st.caption(correct_caption(map_frame(layout.nodes, layout.xy, nodes), shown))
+if distortion is not None:
+    st.caption(distortion_caption(distortion))
+
+if len(all_layouts) < len(layer_names):
+    layouts(run, cfg, compute=True)
+    st.rerun()      # the figure with every layer, and its layer buttons
 
 if selected.size:
     st.subheader(f"{selected.size:,} selected nodes")

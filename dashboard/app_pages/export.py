@@ -43,7 +43,7 @@ title = st.text_input("Title", suggested, key=f"export_title:{suggested}")
 frames = [map_frame(layout.nodes, layout.xy, node_table(panel_run)) for panel_run, _, layout in panels]
 maps = [(f"{panel_run.name} · {layer}", frame) for (panel_run, layer, _), frame in zip(panels, frames)]
 line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict.fromkeys(p[1] for p in panels)),
-                  projection_caption(cfg, panels[0][2])) + f" · coloured by {COLOUR_MODES[colour_by]}"
+                  projection_caption(cfg, panels[0][2], len(nodes))) + f" · coloured by {COLOUR_MODES[colour_by]}"
 st.caption(f"Provenance line: {escape_markdown(line)}")
 
 # The files are drawn when asked (a 2,000 × 1,125 PNG takes seconds), then kept for this view.

@@ -9,8 +9,9 @@ from layerscope.dashboard.figures import OFFLINE_CONFIG
 from layerscope.dashboard.panels import projection_settings
 from layerscope.dashboard.readers import history, list_runs, node_table, open_run, run_cka
 from layerscope.dashboard.text import escape_markdown
-from layerscope.dashboard.views import NOT_PROJECTED, projection_caption, quality_table
-from layerscope.engine.summary import METRIC_LABELS, best_layer, confusion, same_graph
+from layerscope.dashboard.views import NOT_PROJECTED, layouts_caption, quality_display, quality_table
+from layerscope.engine.summary import METRIC_LABELS, confusion, same_graph
+from layerscope.engine.uncertainty import CONFIDENCE, INTERVAL_METRICS, verdict
 
 run = open_run(st.session_state.run)
 cfg = projection_settings()
@@ -24,15 +25,15 @@ st.subheader("Quality by layer")
 # Trustworthiness is the layouts' own: read from the runs' projection caches, never computed here.
 table = quality_table(runs, cfg)
 for each in runs:
-    frame = table[table["run"] == each.name].set_index("layer")
-    best = best_layer(frame.reset_index())
-    if best:
-        st.markdown(f"**{escape_markdown(each.name)}**: {escape_markdown(best)} separates categories best "
-                    f"(kNN accuracy {frame.loc[best, 'knn_acc']:.3f}).")
+    found = verdict(table[table["run"] == each.name])
+    if found:
+        st.markdown(f"**{escape_markdown(each.name)}**: {escape_markdown(found.sentence())}")
 # Every run has its scores (readers.open_run fills in missing ones): a missing value is a layout not made yet.
-st.dataframe(table.drop(columns="position"), hide_index=True, key="metrics_table", placeholder=NOT_PROJECTED,
-             column_config={key: st.column_config.NumberColumn(label.long, format="%.3f")
-                            for key, label in METRIC_LABELS.items()})
+st.dataframe(quality_display(table), hide_index=True, key="metrics_table", placeholder=NOT_PROJECTED,
+             column_config={**{key: st.column_config.NumberColumn(label.long, format="%.3f")
+                               for key, label in METRIC_LABELS.items()},
+                            **{f"{key}_ci": st.column_config.TextColumn(f"{CONFIDENCE:.0%} interval")
+                               for key in INTERVAL_METRICS}})
 unprojected = sorted(set(table.loc[table["trustworthiness"].isna(), "run"]))
 if unprojected:
     st.caption(f"Trustworthiness: {NOT_PROJECTED} for {escape_markdown(', '.join(unprojected))} with these "
@@ -40,10 +41,11 @@ if unprojected:
 metric = st.selectbox("Chart", list(METRIC_LABELS), format_func=lambda key: METRIC_LABELS[key].long,
                       key="metrics_chart")
 st.plotly_chart(metrics_by_layer(table, metric), key="metrics_by_layer", config=OFFLINE_CONFIG)
-st.caption("kNN accuracy: test nodes classified by their 10 nearest training nodes (cosine). Silhouette: "
-           "how far categories sit apart (cosine, −1 to 1). Probe: logistic regression on the layer. "
-           "Trustworthiness: how well the 2-D map keeps each node's 15 nearest neighbours "
-           f"({projection_caption(cfg)}).")
+st.caption(f"kNN accuracy: test nodes classified by their 10 nearest training nodes (cosine). Silhouette: "
+           "how far categories sit apart (cosine, −1 to 1). Probe: logistic regression on the layer. Intervals: "
+           f"{CONFIDENCE:.0%} Wilson intervals on the test nodes scored; layers whose intervals overlap are within "
+           "noise of each other. Trustworthiness: how well the 2-D map keeps each node's 15 nearest neighbours.")
+st.caption(f"Layouts: {layouts_caption(run, cfg)}")
 
 st.subheader("Similarity of layers (linear CKA)")
 left, right = st.columns(2)
