@@ -71,8 +71,8 @@ class Verdict(NamedTuple):
         nodes = f" on {self.scored_nodes:,} test nodes" if self.scored_nodes else ""
         if self.tied:
             names = _join(self.leaders)
-            return (f"{names} are within noise on {label} ({', '.join(value[layer] for layer in self.leaders)}"
-                    f"{nodes}): no one of them is clearly best.")
+            each = "; ".join(f"{layer} {value[layer]}" for layer in self.leaders)
+            return f"{names} are within noise on {label} ({each}{nodes}): no one of them is clearly best."
         ahead = f", clearly ahead of {self.runner_up} ({value[self.runner_up]})" if self.runner_up else ""
         return f"{self.best} separates categories best on {label}: {value[self.best]}{ahead}{nodes}."
 
