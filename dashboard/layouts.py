@@ -17,7 +17,8 @@ from layerscope.engine.runs import Run
 
 
 def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
-            reference: list[Layout] | None = None, compute: bool = False, first: str | None = None) -> dict[str, Layout]:
+            reference: list[Layout] | None = None, compute: bool = False,
+            first: str | None = None) -> dict[str, Layout]:
     """Layouts of ``layers`` of ``run`` (all by default), aligned layer onto
     layer, or onto ``reference`` (one layout per layer, of another run on the
     same graph). Read from the run's projection cache. What is missing is

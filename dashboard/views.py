@@ -91,7 +91,8 @@ def intervals_line(intervals: dict[str, tuple[float, float]], scored_nodes: int 
         return ""
     nodes = f" on {scored_nodes:,} test nodes" if scored_nodes else ""
     return (f"{CONFIDENCE:.0%} intervals{nodes}: "
-            + " · ".join(f"{METRIC_LABELS[key].short} {low:.3f}–{high:.3f}" for key, (low, high) in intervals.items())
+            + " · ".join(f"{METRIC_LABELS[key].short} {low:.3f}–{high:.3f}"
+                         for key, (low, high) in intervals.items())
             + ". Layers whose intervals overlap are within noise of each other.")
 
 
