@@ -77,7 +77,7 @@ def kept_epoch(record: dict) -> int | None:
     its ``run.json``; None for runs that do not say (imported, older)."""
     for section in ("training", "metrics"):
         epoch = (record.get(section) or {}).get("best_epoch")
-        if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
+        if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and np.isfinite(epoch):
             return int(epoch)
     return None
 
@@ -89,7 +89,8 @@ def training_curves(history: pd.DataFrame, kept: int | None = None, title: str =
     from plotly.subplots import make_subplots
 
     losses = [c for c in history.columns if c.endswith("loss")]
-    scores = [c for c in history.columns if c.endswith(("_acc", "_auc", "_ap", "_f1"))]
+    # Never test scores per epoch (older runs' history.csv has them): picking an epoch by them is the mistake.
+    scores = [c for c in history.columns if c.endswith(("_acc", "_auc", "_ap", "_f1")) and not c.startswith("test_")]
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.45, 0.55])
     for row, columns in ((1, losses), (2, scores)):
         for column in columns:

@@ -12,7 +12,7 @@ import streamlit as st
 from layerscope.dashboard.figures import MapStyle, map_figure, map_frame
 from layerscope.dashboard.readers import node_table
 from layerscope.engine.faithfulness import map_distortion
-from layerscope.engine.project import Layout
+from layerscope.engine.project import METRICS, Layout
 from layerscope.engine.runs import Run
 
 
@@ -61,6 +61,8 @@ def layout_distortion(run: Run, layer: str, layout: Layout) -> np.ndarray:
 
 @st.cache_data(show_spinner="Measuring where the map distorts…", max_entries=16)
 def _distortion(path: str, layer: str, key: str, _run: Run, _layout: Layout) -> np.ndarray:
-    metric = (_layout.info.get("params") or {}).get("metric", "cosine")
-    seed = (_layout.info.get("params") or {}).get("seed", 0)
+    params = _layout.info.get("params") if isinstance(_layout.info.get("params"), dict) else {}
+    # The layout's file is the run's (untrusted): take its metric and seed only when they are ones we make.
+    metric = params.get("metric") if params.get("metric") in METRICS else "cosine"
+    seed = params.get("seed") if isinstance(params.get("seed"), int) and 0 <= params["seed"] < 2**32 else 0
     return map_distortion(_run.layer(layer), _layout.nodes, _layout.xy, metric=metric, seed=seed)

@@ -71,9 +71,10 @@ def layer_scores(run: Run, layer: str, layout: Layout | None) -> dict[str, float
 def layer_intervals(run: Run, layer: str) -> tuple[dict[str, tuple[float, float]], int | None]:
     """One layer's 95% accuracy intervals (metric -> (low, high), as run.json
     holds them) and the test nodes they were measured on."""
-    metrics = next(e for e in run.layers if e["name"] == layer).get("metrics") or {}
-    intervals = {key: tuple(metrics[f"{key}_ci"]) for key in INTERVAL_METRICS if metrics.get(f"{key}_ci")}
-    return intervals, metrics.get("scored_nodes")
+    row = layer_metrics(run).set_index("layer").loc[layer]
+    intervals = {key: (float(row[f"{key}_low"]), float(row[f"{key}_high"])) for key in INTERVAL_METRICS
+                 if np.isfinite([row[f"{key}_low"], row[f"{key}_high"]]).all()}
+    return intervals, int(row["scored_nodes"]) if np.isfinite(row["scored_nodes"]) else None
 
 
 def scores_line(values: dict[str, float | None], intervals: dict[str, tuple[float, float]] | None = None) -> str:

@@ -111,7 +111,9 @@ class LayoutStore:
             info = json.loads(meta_path.read_text())
             frame = pd.read_parquet(self.folder / f"{key}.parquet")
             xy, nodes = frame[["x", "y"]].to_numpy(np.float32), frame["node"].to_numpy(np.int64)
-            return Layout(info["layer"], nodes, xy, {**info, "cached": True})
+            trust = info.get("trustworthiness")     # shown on every page: a number in [0, 1], or not measured
+            trust = float(trust) if isinstance(trust, (int, float)) and 0 <= trust <= 1 else None
+            return Layout(str(info["layer"]), nodes, xy, {**info, "trustworthiness": trust, "cached": True})
         except (OSError, ValueError, KeyError, TypeError):
             return None     # a damaged entry is recomputed, and overwritten
 

@@ -29,7 +29,7 @@ def accuracy_interval(accuracy: float, n: int, confidence: float = CONFIDENCE) -
     """The Wilson score interval of an accuracy measured on ``n`` nodes."""
     from scipy.stats import binomtest
 
-    if n <= 0:
+    if n <= 0 or not 0 <= accuracy <= 1:     # NaN included: no interval for what is not an accuracy
         return float("nan"), float("nan")
     right = int(round(float(accuracy) * n))
     interval = binomtest(right, n).proportion_ci(confidence_level=confidence, method="wilson")
@@ -39,8 +39,9 @@ def accuracy_interval(accuracy: float, n: int, confidence: float = CONFIDENCE) -
 def with_intervals(metrics: dict, n: int) -> dict:
     """A layer's metrics (``engine.quality.score_layer``) with ``<metric>_ci``
     ([low, high]) for each accuracy it holds and ``scored_nodes`` (``n``)."""
-    added = {f"{key}_ci": [round(bound, 6) for bound in accuracy_interval(metrics[key], n)]
-             for key in INTERVAL_METRICS if metrics.get(key) is not None}
+    bounds = {key: accuracy_interval(metrics[key], n) for key in INTERVAL_METRICS if metrics.get(key) is not None}
+    added = {f"{key}_ci": [round(bound, 6) for bound in pair] for key, pair in bounds.items()
+             if np.isfinite(pair).all()}
     return {**metrics, **added, "scored_nodes": int(n)} if added else dict(metrics)
 
 
@@ -93,7 +94,8 @@ def verdict(frame: pd.DataFrame, metric: str = "knn_acc") -> Verdict | None:
     runner_up = layers[1] if len(layers) > 1 and not tied else None
     scores = {layer: (float(v), float(lo), float(hi))
               for layer, v, lo, hi in zip(layers, scored[metric], low, high) if layer in (best, *tied, runner_up)}
-    nodes = scored["scored_nodes"].dropna() if "scored_nodes" in scored else pd.Series(dtype=float)
+    nodes = scored["scored_nodes"] if "scored_nodes" in scored else pd.Series(dtype=float)
+    nodes = nodes[np.isfinite(nodes) & (nodes > 0)]
     return Verdict(metric, best, tied, scores, runner_up, int(nodes.iloc[0]) if len(nodes) else None)
 
 

@@ -11,6 +11,7 @@ makes that one run "broken" and leaves every other run readable.
 from __future__ import annotations
 
 import json
+import math
 import re
 import stat
 from pathlib import Path
@@ -83,13 +84,24 @@ def check_record(record: dict, where: Path, newest: int) -> None:
 
 
 def _metric_values(metrics: dict, where: str) -> None:
-    """Each per-layer metric is a number (or null), or an interval: two numbers."""
-    def number(value) -> bool:
-        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    """Each per-layer metric is a finite number or null; an accuracy lies in
+    [0, 1], its interval (``<metric>_ci``) is two of them, low before high,
+    and ``scored_nodes`` is a count."""
+    def number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and low <= value <= high)
 
     for key, value in metrics.items():
-        if not (number(value) or (isinstance(value, list) and len(value) == 2 and all(map(number, value)))):
-            raise UserError(f"{where}.{str(key)[:40]} is not a number or an interval")
+        key = str(key)
+        if key.endswith("_ci"):
+            good = isinstance(value, list) and len(value) == 2 and all(number(v, 0, 1) for v in value) \
+                and value[0] <= value[1]
+        elif key == "scored_nodes":
+            good = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NODES
+        else:
+            good = value is None or number(value, *((0, 1) if key.endswith("_acc") else (-math.inf, math.inf)))
+        if not good:
+            raise UserError(f"{where}.{key[:40]} is not a valid value ({str(value)[:40]})")
 
 
 def run_file(run_dir: Path, relative, what: str, folder: str | None = None) -> Path:

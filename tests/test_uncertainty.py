@@ -112,3 +112,45 @@ def test_a_run_records_its_intervals_and_verdict(photo_run):
         assert entry["metrics"]["scored_nodes"] == test_nodes      # Photo's 20% test split, all of it scored
     assert record["verdict"]["best"] in [e["name"] for e in record["layers"]]
     assert "test nodes" in record["verdict"]["text"]
+
+
+def _copy_with(photo_run, tmp_path, change):
+    import shutil
+
+    run_dir = shutil.copytree(photo_run, tmp_path / "sage", ignore=shutil.ignore_patterns("projections"))
+    record = json.loads((run_dir / "run.json").read_text())
+    change(record)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def test_a_run_written_before_intervals_gets_them_on_opening(photo_run, tmp_path):
+    """An older engine's run.json: no intervals, node count or verdict. The
+    readers compute them from the same sample, equal to what is written now."""
+    from layerscope.engine.runs import read_run
+    from layerscope.engine.summary import with_scores
+
+    def strip(record):
+        record.pop("verdict")
+        for entry in record["layers"]:
+            for key in ("knn_acc_ci", "probe_acc_ci", "scored_nodes"):
+                entry["metrics"].pop(key)
+
+    old = with_scores(read_run(_copy_with(photo_run, tmp_path, strip)))
+    new = read_run(photo_run)
+    for before, now in zip(old.layers, new.layers):
+        assert before["metrics"] == now["metrics"]
+    assert verdict(layer_table("old", old.layers)).to_dict() == new.record["verdict"]
+
+
+@pytest.mark.parametrize("bad", [{"knn_acc": [0.5, 0.6]}, {"knn_acc_ci": 0.5}, {"knn_acc_ci": [None, None]},
+                                 {"knn_acc_ci": [0.9, 0.1]}, {"knn_acc": float("inf")}, {"probe_acc": 2.0},
+                                 {"scored_nodes": 1e999}, {"silhouette": "high"}])
+def test_malformed_layer_metrics_are_refused_in_one_line(photo_run, tmp_path, bad):
+    from layerscope.engine.errors import UserError
+    from layerscope.engine.runs import read_run
+
+    run_dir = _copy_with(photo_run, tmp_path, lambda record: record["layers"][1]["metrics"].update(bad))
+    with pytest.raises(UserError, match=r"layers\[1\]\.metrics\.\w+ is not a valid value") as error:
+        read_run(run_dir)
+    assert "\n" not in str(error.value)
