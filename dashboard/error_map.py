@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from layerscope.dashboard.text import escape_plotly
 from layerscope.dashboard.typed_arrays import typed_array
@@ -83,3 +84,25 @@ def correct_traces(frame: pd.DataFrame, class_names: list[str], style, layers: d
                 showlegend=style.legend, hoverinfo="skip")
            for name, colour in (("correct", CORRECT_COLOURS[True]), ("wrong", CORRECT_COLOURS[False]))]
     return [trace, *key]
+
+
+def spell_hovers(figure: go.Figure) -> go.Figure:
+    """``figure`` with the hover text of its correct / wrong traces written
+    in: what ``plotly_map``'s page does in the browser (``nameHovers`` in
+    its main.js), done here for a file that opens without that page (the
+    HTML report)."""
+    import base64
+
+    def codes(array: dict) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=f"<{array['dtype']}")
+
+    for trace in figure.data:
+        hover = trace.meta.get("hover") if isinstance(trace.meta, dict) else None
+        if not hover:
+            continue
+        names, splits = hover["names"], hover["splits"]
+        trace.text = [f"category: {names[c]}<br>prediction: "
+                      + ("none" if p < 0 else f"{names[p]} {'✓' if p == c else '✗'}") + "<br>"
+                      + ("" if s < 0 else f"split: {splits[s]}<br>")
+                      for c, p, s in zip(codes(hover["label"]), codes(hover["prediction"]), codes(hover["split"]))]
+    return figure

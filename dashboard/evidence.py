@@ -39,7 +39,7 @@ class SlideEvidence(NamedTuple):
 
     strip: str              # under the title: test accuracy, and the one layer's numbers when one map
     captions: list[str]     # under each panel (lines joined by "\n"); empty strings for a single map
-    verdict: str            # at the bottom: which layer, or run, separates categories best
+    verdict: str            # at the bottom: which layer, or run, separates categories best; then findings
 
 
 class RunEvidence(NamedTuple):
@@ -108,21 +108,40 @@ def slide_verdict(panels: list[tuple[Run, str, Layout]]) -> str:
     return found.sentence(VERDICT_LABEL) if found is not None else ""
 
 
+def slide_findings(panels: list[tuple[Run, str, Layout]], findings: dict[str, list[Finding]]) -> str:
+    """The findings a slide carries under its verdict, at most three: for
+    each run shown, what happens between the layers shown (a pair that
+    separates or merges), else the closest pair at the first layer shown;
+    then its most confused pair. ``findings``: run name -> its findings."""
+    picked = []
+    for name in dict.fromkeys(run.name for run, _, _ in panels):
+        shown = [layer for run, layer, _ in panels if run.name == name]
+        found = findings.get(name, [])
+        change = [f for f in found if f.kind in ("separates", "merges") and set(f.layers) <= set(shown)]
+        closest = [f for f in found if f.kind == "closest" and f.layers == (shown[0],)]
+        confused = [f for f in found if f.kind == "confused"]
+        picked += (change or closest)[:1] + confused[:1]
+    return " ".join(f.text for f in picked[:3])
+
+
 def slide_evidence(panels: list[tuple[Run, str, Layout]], frames: list[pd.DataFrame],
-                   colour_by: str) -> SlideEvidence:
+                   colour_by: str, findings: dict[str, list[Finding]] | None = None) -> SlideEvidence:
     """The strip, panel captions and verdict of a static export of
     ``panels`` ((run, layer, layout), drawn from ``frames``, the panels'
     ``figures.map_frame``). One map: the strip holds the run's test metrics
     and the layer's kNN accuracy and trustworthiness. Several: the strip
-    holds each run's test metrics and every panel has its own numbers."""
+    holds each run's test metrics and every panel has its own numbers. The
+    verdict is followed by the ``slide_findings`` of ``findings`` (run name
+    -> its findings), when given."""
     runs = list({run.name: run for run, _, _ in panels}.values())
+    footer = "\n".join(filter(None, [slide_verdict(panels), slide_findings(panels, findings or {})]))
     if len(panels) == 1:
         (run, layer, layout), frame = panels[0], frames[0]
         parts = [run_scores(run), f"{layer}: " + " · ".join(filter(None, [layer_line(run, layer),
                                                                           trust_line(layout)]))]
         if colour_by == "correct":
             parts.append(wrong_line(frame))
-        return SlideEvidence("   |   ".join(filter(None, parts)), [""], slide_verdict(panels))
+        return SlideEvidence("   |   ".join(filter(None, parts)), [""], footer)
     if len(runs) == 1:
         strip = run_scores(runs[0])
     else:
@@ -133,7 +152,7 @@ def slide_evidence(panels: list[tuple[Run, str, Layout]], frames: list[pd.DataFr
                                          layer_line(run, layer)]))
         lines = [first, trust_line(layout)] + ([wrong_line(frame)] if colour_by == "correct" else [])
         captions.append("\n".join(filter(None, lines)))
-    return SlideEvidence(strip, captions, slide_verdict(panels))
+    return SlideEvidence(strip, captions, footer)
 
 
 def run_evidence(run: Run, findings: list[Finding]) -> RunEvidence:

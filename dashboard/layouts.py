@@ -37,7 +37,8 @@ def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
         result = project_layers(run, names, cfg, reference=reference, cached_only=True)
         if result is None and not (compute or st.session_state.may_compute):
             _offer_layouts(run, cfg, names)
-        if result is None and reference is None and len(names) > 1 and first == anchor_layer(names):
+        if result is None and reference is None and len(names) > 1 and first == anchor_layer(names) \
+                and cfg.align != "aligned-umap":        # AlignedUMAP lays out every layer at once
             result = _compute(run, [first], cfg, None)      # never moved by the others' alignment
         elif result is None:
             result = _compute(run, names, cfg, reference)

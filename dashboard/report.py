@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from layerscope.dashboard.error_map import CORRECT_COLOURS, drawing_order
+from layerscope.dashboard.error_map import CORRECT_COLOURS, drawing_order, spell_hovers
 from layerscope.dashboard.evidence import RunEvidence, SlideEvidence
 from layerscope.dashboard.figures import (MAP_CONFIG, SPLIT_COLOURS, MapStyle, category_palette, legend_entries,
                                           map_figure, marker_size, shared_ranges)
@@ -324,7 +324,8 @@ def html_report(title: str, figures: list[go.Figure], table: pd.DataFrame, prove
     metrics, best-layer sentence, findings and confusion. plotly.js is
     inlined once and its toolbar offers no share-to-cloud button, so it
     opens, and is used, with no network. Every name is HTML-escaped."""
-    maps = [figure.to_html(full_html=False, include_plotlyjs=index == 0, config=MAP_CONFIG, div_id=f"map-{index}")
+    maps = [spell_hovers(go.Figure(figure)).to_html(full_html=False, include_plotlyjs=index == 0, config=MAP_CONFIG,
+                                                    div_id=f"map-{index}")
             for index, figure in enumerate(figures)]
     sections = [run_section(evidence, f"What {evidence.name} shows" if len(runs) > 1 else "What the run shows")
                 for evidence in runs]

@@ -74,7 +74,7 @@ def bands_text() -> str:
     line each, then the caveat: the help beside a map's trustworthiness."""
     lines, ceiling = [], None
     for band in TRUST_BANDS:
-        span = (f">= {band.floor:.2f}" if ceiling is None else f"< {ceiling:.2f}" if not np.isfinite(band.floor)
+        span = (f"≥ {band.floor:.2f}" if ceiling is None else f"< {ceiling:.2f}" if not np.isfinite(band.floor)
                 else f"{band.floor:.2f}-{ceiling:.2f}")
         lines.append(f"- {span}: {band.name}; {band.meaning}")
         ceiling = band.floor

@@ -193,7 +193,8 @@ def mixing_changes(layers: tuple[str, str], before: Mixing, after: Mixing, class
     if not findings:
         findings.append(Finding("steady", tuple(layers), (), {"margin": CHANGE_MARGIN},
                                 f"From {layers[0]} to {layers[1]}, no category pair separates or merges (no "
-                                f"mixing changes by {CHANGE_MARGIN:.2f} or more)."))
+                                f"pair's mixing changes by {CHANGE_MARGIN:.2f} or more and by more than two "
+                                "standard errors)."))
     return findings
 
 

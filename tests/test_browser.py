@@ -146,6 +146,8 @@ def _page_ready(page, name: str) -> None:
     elif name == "metrics":
         page.wait_for_selector("text=Confusion by category", timeout=300_000)
         page.wait_for_selector(".js-plotly-plot .modebar", timeout=60_000, state="attached")
+    elif name == "findings":
+        page.wait_for_selector("text=Closest categories", timeout=300_000)
     else:       # Export draws its files when its button is pressed
         page.get_by_role("button", name="Draw the exports").click(timeout=300_000)
         page.wait_for_selector("[data-testid='stImage'] img", timeout=300_000)

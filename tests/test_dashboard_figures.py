@@ -13,14 +13,15 @@ import pytest
 
 from layerscope.dashboard.charts import (confused_pairs_text, confusion_heatmap, kept_epoch, metrics_by_layer,
                                          training_curves)
-from layerscope.dashboard.error_map import correct_caption
+from layerscope.dashboard.error_map import correct_caption, spell_hovers
 from layerscope.dashboard.figures import (MAP_CONFIG, MAX_TRACES, OFFLINE_CONFIG, MapStyle, category_filter,
                                           category_palette, legend_entries, map_figure, map_frame)
 from layerscope.dashboard.report import html_report, image_bytes, static_maps
+from layerscope.dashboard.text import escape_plotly
 from layerscope.engine.neighbours import graph_neighbours, nearest_in_layer, run_graph
 from layerscope.engine.project import ProjectionConfig, project_layers
 from layerscope.engine.runs import read_run
-from layerscope.engine.summary import confusion, cross_run_cka, layer_metrics
+from layerscope.engine.summary import confusion, cross_run_cka, layer_metrics, layer_table
 
 
 def test_the_palette_gives_47_distinct_stable_colours():
@@ -167,6 +168,20 @@ def test_correct_wrong_is_a_colour_blind_safe_pair_drawn_in_no_biased_order():
     drawn = static_maps([("p", frame)], names, "correct", "t", "p").axes[0].collections[0].get_facecolors()
     wrong = np.isclose(drawn[:, 0], int("D5", 16) / 255, atol=1e-3)
     assert wrong.sum() == (~frame["correct"]).sum() and 0.47 < np.flatnonzero(wrong).mean() / len(wrong) < 0.53
+
+
+def test_the_html_report_spells_out_the_correct_wrong_hover_the_dashboard_writes_in_the_browser():
+    frame = _predicted_frame(500, 3, 0.3)
+    names = ["Beauty", "Health <b>&</b> Care", "Toys"]
+    figure = map_figure(frame, names, MapStyle(colour_by="correct"))
+    [points] = [t for t in spell_hovers(go.Figure(figure)).data if t.text is not None]
+    order = points.customdata[:, 0].astype(int)
+    for text, node in zip(points.text[:50], order[:50]):
+        row = frame.iloc[node]
+        guess = f"{escape_plotly(names[row['prediction']])} {'✓' if row['correct'] else '✗'}"
+        assert text.startswith(f"category: {escape_plotly(names[row['label']])}<br>prediction: {guess}<br>")
+    report = html_report("r", [figure], layer_table("r", []), "p")
+    assert "category: Beauty" in report and "<b>&</b> Care" not in report
 
 
 def test_the_correct_wrong_caption_states_the_share_wrong_and_the_order():

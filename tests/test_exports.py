@@ -51,7 +51,8 @@ def _knn(run: Run, layer: str) -> tuple[float, float, float]:
 def test_a_single_map_slide_carries_title_metrics_strip_verdict_and_legend(photo):
     run, made, frames = photo
     panels = [(run, "hidden2", made["hidden2"])]
-    slide = slide_evidence(panels, [frames["hidden2"]], "category")
+    found = run_findings(run)
+    slide = slide_evidence(panels, [frames["hidden2"]], "category", {run.name: found})
     title = export_title(run, panels)
     assert title == f"amazon-photo: hidden2 of sage ({run.name})"
     figure = static_maps([(f"{run.name} · hidden2", frames["hidden2"])], run.record["dataset"]["class_names"],
@@ -70,7 +71,10 @@ def test_a_single_map_slide_carries_title_metrics_strip_verdict_and_legend(photo
     assert f"hidden2: kNN acc. {knn:.3f} ({interval_text(low, high)})" in text and "95% CI" in text
     assert f"trustworthiness {trust:.3f} ({trust_band(trust)[0]})" in text
     sentence = verdict(layer_metrics(run)).sentence("kNN accuracy")
-    assert sentence == slide.verdict and sentence in text      # wrapped onto lines, whole words
+    assert slide.verdict.startswith(sentence) and sentence in text      # wrapped onto lines, whole words
+    closest = next(f for f in found if f.kind == "closest" and f.layers == ("hidden2",))
+    confused = next(f for f in found if f.kind == "confused")
+    assert closest.text in text and confused.text in text                # the slide's findings
     assert all(name in text for name in names)
 
 

@@ -45,7 +45,7 @@ def test_the_sentence_states_the_number_the_meaning_and_that_it_is_local():
     assert trust_sentence(0.972, compact=True) == "trustworthiness 0.972: neighbourhoods kept"
     assert trust_sentence(None, compact=True) == "trustworthiness: not measured"
     assert [line.split(":")[0] for line in bands_text().splitlines()[:len(TRUST_BANDS)]] == \
-        ["- >= 0.95", "- 0.90-0.95", "- 0.80-0.90", "- < 0.80"]
+        ["- ≥ 0.95", "- 0.90-0.95", "- 0.80-0.90", "- < 0.80"]
 
 
 # --- neighbours kept, point by point -------------------------------------------------------------

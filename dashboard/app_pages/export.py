@@ -53,12 +53,13 @@ if st.button("Draw the exports", key="export_make", type="primary", icon=":mater
     runs = list({panel_run.name: panel_run for panel_run, _, _ in panels}.values())
     with st.spinner("Drawing the maps and gathering each run's findings…"):
         try:
-            evidence = [run_evidence(each, findings(each)) for each in runs]
+            found = {each.name: findings(each) for each in runs}
+            evidence = [run_evidence(each, found[each.name]) for each in runs]
         except UserError as e:      # e.g. a layer with NaN rows: say which, keep the rest of the app
             st.error(escape_markdown(e), icon=":material/error:")
             st.stop()
         files = export_files(maps, class_names, colour_by, title, line, quality_table(runs, cfg),
-                             slide_evidence(panels, frames, colour_by), evidence)
+                             slide_evidence(panels, frames, colour_by, found), evidence)
     st.session_state.export_files = {"key": key, **files}
 files = st.session_state.export_files
 if not files or files["key"] != key:
