@@ -39,7 +39,9 @@ def correct_caption(frame: pd.DataFrame, shown: set[int] | None = None) -> str:
     ``shown``; None: all) that are wrong, and the order they are drawn in."""
     if shown is not None:
         frame = frame[frame["label"].isin(shown)]
-    if not len(frame) or not (frame["prediction"] >= 0).any():
+    if not len(frame):
+        return "No points shown: the category filter hides them all."
+    if not (frame["prediction"] >= 0).any():
         return "This run has no predictions: every point is drawn as correct."
     wrong = 1 - float(frame["correct"].mean())
     return (f"{wrong:.1%} of the {len(frame):,} points shown are wrong (vermillion), {1 - wrong:.1%} correct "

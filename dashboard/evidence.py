@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from layerscope.engine.faithfulness import trust_band
@@ -80,13 +81,16 @@ def trust_line(layout: Layout | None) -> str:
     """A map's trustworthiness with its band's name: ``trustworthiness 0.962
     (neighbourhoods kept)``."""
     value = layout.info.get("trustworthiness") if layout is not None else None
+    value = value if value is not None and np.isfinite(value) else None
     name, _ = trust_band(value)
     return f"trustworthiness {value:.3f} ({name})" if value is not None else f"trustworthiness: {name}"
 
 
 def wrong_line(frame: pd.DataFrame) -> str:
     """The share of a map's points predicted wrong, for a map coloured by correct / wrong."""
-    if not len(frame) or not (frame["prediction"] >= 0).any():
+    if not len(frame):
+        return "no points shown"
+    if not (frame["prediction"] >= 0).any():
         return "no predictions"
     return f"{1 - frame['correct'].mean():.1%} of {len(frame):,} points wrong"
 

@@ -19,7 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-K = 15                  # map neighbours checked per point: the k of the layouts' trustworthiness (projector.TRUST_K)
+from layerscope.engine.projector import TRUST_K
+
+K = TRUST_K             # map neighbours checked per point: the k of the layouts' trustworthiness
 NEAR = 50               # a map neighbour among a point's 50 nearest in the layer is no stranger (``neighbours_kept``)
 MAX_POINTS = 20_000     # points measured per map (see ``measured_points``) ...
 WORK = MAX_POINTS ** 2 * 128    # ... fewer in layers wider than 128: the work is points^2 x width

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from layerscope.engine.errors import UserError
-from layerscope.engine.quality import stratified_sample
+from layerscope.engine.quality import KNN_K, stratified_sample
 from layerscope.engine.runs import Run
 from layerscope.engine.summary import confused_pairs, confusion, split_indices
 
-MIXING_K = 10               # neighbours per node, as kNN accuracy counts them (engine.quality.KNN_K)
+MIXING_K = KNN_K            # neighbours per node, as kNN accuracy counts them
 SAMPLE_NODES = 5_000        # exact kNN on this many nodes is about a second a layer, even for ogbn-products
 SAMPLE_SEED = 0
 CLOSEST_PAIRS = 3           # pairs named per layer: the closest always, the next ones when they mix at all

@@ -157,6 +157,10 @@ def hold_lock(run_dir: Path, command: str) -> Iterator[None]:
             if holder is not None:
                 raise UserError(f"{in_progress(run_dir, holder)}; wait for it to finish") from None
             os.replace(tmp, path)   # a stale lock: its writer is gone
+            taken = read_lock(run_dir)
+            if taken != me:         # another writer took the stale lock over at the same moment
+                raise UserError(f"{in_progress(run_dir, taken) if taken else run_dir}; wait for it to finish") \
+                    from None
     finally:
         tmp.unlink(missing_ok=True)
     try:
