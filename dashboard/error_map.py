@@ -59,7 +59,7 @@ def correct_traces(frame: pd.DataFrame, class_names: list[str], style, layers: d
     points outside a highlight.
 
     One trace cannot spell names out in its hover template, so each point's
-    category, prediction and split travel as int16 codes in
+    category, prediction and split travel as int16 (int32 past 32,767 categories) codes in
     ``meta["hover"]``, with the names once; ``plotly_map``'s page writes the
     hover text in the browser (elsewhere the hover shows node, confidence
     and degree)."""
@@ -69,7 +69,8 @@ def correct_traces(frame: pd.DataFrame, class_names: list[str], style, layers: d
     marker = dict(size=size, color=frame["correct"].to_numpy(np.float32), cmin=0, cmax=1, showscale=False,
                   colorscale=[[0, CORRECT_COLOURS[False]], [1, CORRECT_COLOURS[True]]],
                   opacity=faded if style.marks else opacity)
-    codes = {column: typed_array(frame[column].to_numpy(), "i2") for column in ("label", "prediction", "split")}
+    width = "i2" if len(class_names) < 2**15 else "i4"     # int16 codes unless the categories outnumber them
+    codes = {column: typed_array(frame[column].to_numpy(), width) for column in ("label", "prediction", "split")}
     trace = dict(type="scattergl", x=frame["x"].to_numpy(np.float32), y=frame["y"].to_numpy(np.float32),
                  mode="markers", marker=marker, name="nodes", showlegend=False,
                  customdata=frame[["node", "confidence", "degree"]].to_numpy(np.float32),

@@ -9,7 +9,7 @@ import numpy as np
 
 def typed_array(values: np.ndarray, dtype: str = "f4") -> dict:
     """``{"dtype", "bdata"}`` of ``values`` as little-endian ``dtype``
-    (``"f4"``: float32; ``"i2"``: int16, for codes), as plotly.js and
+    (``"f4"``: float32; ``"i2"``, ``"i4"``: int16, int32, for codes), as plotly.js and
     ``plotly_map``'s page decode it."""
     import base64
 

@@ -65,9 +65,10 @@ function bind() {
 }
 
 function float32(spec) {
-  // plotly's typed-array encoding, {dtype: "f4", bdata: base64} (or "i2": int16)
+  // plotly's typed-array encoding, {dtype: "f4", bdata: base64} (or "i2" / "i4": int16 / int32 codes)
   const bytes = Uint8Array.from(atob(spec.bdata), (c) => c.charCodeAt(0));
-  return spec.dtype === "i2" ? new Int16Array(bytes.buffer) : new Float32Array(bytes.buffer);
+  if (spec.dtype === "i2") return new Int16Array(bytes.buffer);
+  return spec.dtype === "i4" ? new Int32Array(bytes.buffer) : new Float32Array(bytes.buffer);
 }
 
 function nameHovers(traces) {
