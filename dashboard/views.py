@@ -19,7 +19,7 @@ from layerscope.engine.faithfulness import K, NEAR, trust_band
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, anchor_layer
 from layerscope.engine.runs import Run
 from layerscope.engine.summary import INTERVAL_COLUMNS, METRIC_LABELS, RUN_METRICS, layer_metrics
-from layerscope.engine.uncertainty import CONFIDENCE, INTERVAL_METRICS, interval_text
+from layerscope.engine.uncertainty import CONFIDENCE, INTERVAL_METRICS, interval_span, interval_text
 
 NOT_PROJECTED = "not projected yet"     # where a layer's trustworthiness would be, before its layout exists
 
@@ -92,7 +92,7 @@ def intervals_line(intervals: dict[str, tuple[float, float]], scored_nodes: int 
         return ""
     nodes = f" on {scored_nodes:,} test nodes" if scored_nodes else ""
     return (f"{CONFIDENCE:.0%} intervals{nodes}: "
-            + " · ".join(f"{METRIC_LABELS[key].short} {low:.3f}–{high:.3f}"
+            + " · ".join(f"{METRIC_LABELS[key].short} {interval_span(low, high)}"
                          for key, (low, high) in intervals.items())
             + ". Layers whose intervals overlap are within noise of each other.")
 
@@ -125,7 +125,7 @@ def quality_display(table: pd.DataFrame) -> pd.DataFrame:
     95% interval as text, without the columns the table computes with."""
     shown = table.drop(columns=["position", *INTERVAL_COLUMNS, "scored_nodes"])
     for key in reversed(INTERVAL_METRICS):
-        text = [f"{low:.3f}–{high:.3f}" if pd.notna(low) and pd.notna(high) else None
+        text = [interval_span(low, high) or None
                 for low, high in zip(table[f"{key}_low"], table[f"{key}_high"])]
         shown.insert(shown.columns.get_loc(key) + 1, f"{key}_ci", text)
     return shown
@@ -287,7 +287,7 @@ def metrics_html_table(table: pd.DataFrame) -> pd.DataFrame:
         shown[METRIC_LABELS[key].long] = [number(value) for value in table[key]]
         if key in INTERVAL_METRICS:
             shown[f"{METRIC_LABELS[key].short} {CONFIDENCE:.0%} interval"] = [
-                "—" if pd.isna(low) or pd.isna(high) else f"{low:.3f}–{high:.3f}"
+                interval_span(low, high) or "—"
                 for low, high in zip(table[f"{key}_low"], table[f"{key}_high"])]
     shown[METRIC_LABELS["trustworthiness"].long] = [
         NOT_PROJECTED if pd.isna(value) else f"{value:.3f} ({trust_band(value)[0]})"

@@ -99,11 +99,17 @@ def verdict(frame: pd.DataFrame, metric: str = "knn_acc") -> Verdict | None:
     return Verdict(metric, best, tied, scores, runner_up, int(nodes.iloc[0]) if len(nodes) else None)
 
 
-def interval_text(low: float, high: float) -> str:
-    """``95% CI 0.806–0.838``; empty when there is no interval."""
+def interval_span(low: float | None, high: float | None) -> str:
+    """``0.806–0.838``; empty when there is no interval."""
     if low is None or high is None or np.isnan(low) or np.isnan(high):
         return ""
-    return f"{CONFIDENCE:.0%} CI {low:.3f}–{high:.3f}"
+    return f"{low:.3f}–{high:.3f}"
+
+
+def interval_text(low: float | None, high: float | None) -> str:
+    """``95% CI 0.806–0.838``; empty when there is no interval."""
+    span = interval_span(low, high)
+    return f"{CONFIDENCE:.0%} CI {span}" if span else ""
 
 
 def _with_interval(value: float, low: float, high: float) -> str:
