@@ -28,7 +28,6 @@ block-wise result differs from its own full forward.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.models import JumpingKnowledge
 
+from layerscope.engine.device import free_memory
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, _apply_conv, _blocks, conv_refusal
 
@@ -75,20 +75,6 @@ class _Call:
 def message_passing_layers(model: torch.nn.Module) -> dict[int, str]:
     """``id(module) -> name`` of every ``MessagePassing`` module of ``model``."""
     return {id(m): name or type(m).__name__ for name, m in model.named_modules() if isinstance(m, MessagePassing)}
-
-
-FALLBACK_FREE = 8 << 30      # assumed free memory where the system does not say (macOS, Windows)
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free on ``device``: CUDA's count, or the system's available pages."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    # os.sysconf, not psutil.virtual_memory(): psutil is not a dependency of layerscope.
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return FALLBACK_FREE
 
 
 def auto_block_rows(width: int, num_edges: int, num_nodes: int, device: torch.device) -> int:

@@ -39,11 +39,55 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+FALLBACK_FREE = 8 << 30      # assumed free memory where the system does not say (macOS, Windows)
+
+
 def free_memory(device: torch.device) -> int:
-    """Bytes free on ``device`` now: the GPU's, or the machine's available RAM."""
+    """Bytes free on ``device`` now: CUDA's count, or the RAM this process can
+    still take: the kernel's ``MemAvailable`` (free pages plus the page cache it
+    can drop), capped by the container's cgroup limit where one is set."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    # Not os.sysconf("SC_AVPHYS_PAGES"): that counts only free pages, so after a
+    # few GB of data files were read it reported too little and the engine chose
+    # blocks where the whole graph fits. Not psutil: it is not a dependency.
+    available = _meminfo_available()
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            available = FALLBACK_FREE
+    room = _cgroup_room()
+    return min(available, room) if room is not None else available
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup v2 memory limit, None without one."""
+    try:
+        with open("/proc/self/cgroup") as lines:
+            group = next((line.rstrip("\n").split("::", 1)[1] for line in lines if line.startswith("0::")), None)
+        if group is None:
+            return None
+        folder = os.path.join("/sys/fs/cgroup", group.lstrip("/"))
+        with open(os.path.join(folder, "memory.max")) as limit:
+            text = limit.read().strip()
+        if text == "max":
+            return None
+        with open(os.path.join(folder, "memory.current")) as current:
+            return max(0, int(text) - int(current.read().strip()))
+    except (OSError, ValueError):
+        return None
 
 
 def gpu_peak_bytes(device: torch.device) -> int | None:

@@ -23,6 +23,14 @@ from tests.user_sage import SAGE as OgbSage
 HIDDEN = 32
 
 
+@pytest.fixture
+def roomy(monkeypatch):
+    """Free memory pinned at 64 GiB, so that capture's choice between the whole
+    graph at once and blocks does not depend on what else this machine holds
+    (CI once took the block path for Photo's first layer, and refused it)."""
+    monkeypatch.setattr("layerscope.engine.capture.free_memory", lambda device: 64 << 30)
+
+
 def _train(model: torch.nn.Module, photo, epochs: int = 5) -> torch.nn.Module:
     """A few full-batch epochs on the training nodes, as a user's script would."""
     torch.manual_seed(0)
@@ -115,7 +123,7 @@ def test_the_block_wise_path_is_refused_for_settings_it_does_not_reproduce():
     assert "not a BasicGNN" in fast_path_refusal(OgbSage(8, 8, 4, 2, 0.0))
 
 
-def test_a_non_local_layer_is_refused_in_blocks_never_approximated(photo):
+def test_a_non_local_layer_is_refused_in_blocks_never_approximated(photo, roomy):
     """A GCNConv normalises by its neighbours' degrees: on a graph with a
     repeated edge it cannot take the exact path, and in blocks its output
     would be wrong; it is refused, naming the layer."""
@@ -129,7 +137,7 @@ def test_a_non_local_layer_is_refused_in_blocks_never_approximated(photo):
     assert np.allclose(full[-1].values, model(photo.data.x, edge_index).detach(), atol=1e-5)
 
 
-def test_a_gat_embedded_in_blocks_equals_its_full_forward(photo):
+def test_a_gat_embedded_in_blocks_equals_its_full_forward(photo, roomy):
     from layerscope.engine.capture import capture
 
     model = _train(GAT(745, HIDDEN, 3, 8, heads=2), photo, epochs=2)
@@ -416,7 +424,7 @@ def test_imported_vectors_with_an_edge_list_get_degree_and_neighbours(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_settings_the_fast_path_cannot_see_send_the_model_through_its_own_forward(photo, tmp_path):
+def test_settings_the_fast_path_cannot_see_send_the_model_through_its_own_forward(photo, roomy, tmp_path):
     """A SAGEConv subclass with its own message, GCN with improved=True (its
     edge_index forward weighs self-loops 1), and a graph with self-loops are
     each embedded exactly through hooks, never recomputed wrongly."""
@@ -474,3 +482,17 @@ def test_bad_labels_and_splits_are_one_line_errors(photo, tmp_path):
         ls.embed(GCN(745, 8, 2, 8), photo.data, "bad", tmp_path, split=dict(photo.split),
                  class_names=["a"] * 8, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_free_memory_counts_the_page_cache_the_kernel_can_drop():
+    """MemAvailable, not only free pages: after gigabytes of data files were
+    read, free pages alone made the engine take blocks where the graph fits."""
+    from layerscope.engine.device import _cgroup_room, _meminfo_available, free_memory
+
+    available = _meminfo_available()
+    if available is None:
+        pytest.skip("no /proc/meminfo on this system")
+    expected = min(available, _cgroup_room() or available)
+    assert abs(free_memory(torch.device("cpu")) - expected) < 256 << 20
+    free_pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert _cgroup_room() is not None or free_memory(torch.device("cpu")) >= free_pages - (256 << 20)
