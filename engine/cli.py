@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from layerscope.engine.commands import embed, runs, train
@@ -51,16 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
 HANDLERS = {"train": train.run, "embed": embed.run, **runs.HANDLERS}
 
 
+# The commands that run as several processes under torchrun (engine.distributed).
+DISTRIBUTED = ("train", "embed")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from layerscope.engine.distributed import joined, main_rank
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command in HANDLERS:
-            return HANDLERS[args.command](args)
+            with joined(args.device) if args.command in DISTRIBUTED else nullcontext():
+                return HANDLERS[args.command](args)
         parser.print_help()
         return 2
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if main_rank() or not e.shared:     # under torchrun, an error all ranks share is printed once
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; continue with --resume --name RUN", file=sys.stderr)

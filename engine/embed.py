@@ -15,6 +15,7 @@ Models trained elsewhere (a live PyG model, a bare state dict) go through
 from __future__ import annotations
 
 import shutil
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 
 from layerscope.engine.data import GraphBundle, load_dataset
-from layerscope.engine.device import device_name, gpu_peak_bytes, resolve_device
+from layerscope.engine.device import device_name, gpu_peak_bytes
+from layerscope.engine.distributed import Cluster, current
 from layerscope.engine.errors import UserError
 from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS, layers_of, layerwise
 from layerscope.engine.objectives import objective_name, objective_spec
@@ -81,31 +83,44 @@ def embed_run(run_dir: Path, dtype: str = "float32", device: str = "auto", data_
 
     ``bundle`` saves reloading the dataset when the caller has it (``train``);
     ``metrics`` is ``RunWriter``'s (full, fast or none).
+
+    Under ``torchrun`` every rank runs this: rank 0 checks and stages the
+    folder, each rank computes its rows of every layer (``layerwise``) and
+    writes them into the layer's file, and ``run.json`` is written once every
+    rank has finished; a rank killed on the way leaves the run incomplete, and
+    the same command completes it.
     """
     from layerscope.engine.models import load_model
 
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
     run_dir = Path(run_dir)
-    torch_device = resolve_device(device)
-    record = RunRecord.from_dict(_trained_record(run_dir))
+    cluster = current()
+    torch_device = cluster.device(device)
+    record = RunRecord.from_dict(cluster.agree(lambda: _trained_record(run_dir)))
     model, model_config = load_model(run_dir / MODEL_FILE)
-    bundle = bundle or run_bundle(record.to_dict(), data_root)
+    bundle = bundle or cluster.host_first(lambda: run_bundle(record.to_dict(), data_root))
     x = (bundle.with_normalized_features() if record.config.get("normalize_features") else bundle).data.x
     if model_config.in_channels != x.size(1):
         raise UserError(f"{run_dir / MODEL_FILE} expects {model_config.in_channels} input features; "
                         f"{bundle.name} has {x.size(1)}")
 
-    if (run_dir / RUN_FILE).exists():     # complete: write it again beside it, then swap (the old one stays whole)
-        with rebuilt_run_folder(run_dir) as staging:
-            return _embed_into(staging, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
-    with hold_lock(run_dir, "embed"):  # a trained run (or one whose embedding was cut short): written in place
-        sweep(run_dir)
-        return _embed_into(run_dir, record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics)
+    settings = (record, model, x, bundle, torch_device, dtype, block_rows, progress, metrics, cluster)
+    if cluster.agree(lambda: (run_dir / RUN_FILE).exists()):
+        # Complete: write it again beside it, then swap (the old one stays whole).
+        with rebuilt_run_folder(run_dir) if cluster.main else nullcontext() as staging:
+            return _embed_into(Path(cluster.agree(lambda: str(staging))), *settings)
+    # A trained run (or one whose embedding was cut short): written in place.
+    with hold_lock(run_dir, "embed") if cluster.main else nullcontext():
+        if cluster.main:
+            sweep(run_dir)
+        cluster.barrier()
+        return _embed_into(run_dir, *settings)
 
 
 def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: torch.Tensor, bundle: GraphBundle,
-                torch_device: torch.device, dtype: str, block_rows: int, progress: bool, metrics: str) -> dict:
+                torch_device: torch.device, dtype: str, block_rows: int, progress: bool, metrics: str,
+                cluster: Cluster) -> dict:
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     labels, split = bundle.data.y.numpy(), bundle_split(bundle)
@@ -113,11 +128,12 @@ def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: tor
     model.to(torch_device)
     # One bar over the layer files (input first), saying which is computed, written or scored.
     files = 1 + len(layers_of(model, torch_device, spec.last_layer))
-    writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress, layers=files)
+    writer = RunWriter(run_dir, labels, split, bundle.class_names, dtype, metrics, progress, layers=files,
+                       cluster=cluster)
     writer.add_layer("input", x.numpy())
     last = None
     for name, out in layerwise(model, x.to(torch_device), bundle.adj_t.to(torch_device), block_rows, False,
-                               last_name=spec.last_layer):
+                               last_name=spec.last_layer, cluster=cluster):
         last = out.cpu().numpy()
         writer.add_layer(name, last)
 
@@ -127,10 +143,12 @@ def _embed_into(run_dir: Path, record: RunRecord, model: torch.nn.Module, x: tor
             record.metrics = split_accuracy(labels, probabilities.argmax(axis=1), split)
     else:   # an embedding: a linear probe on the last layer names each node's category
         writer.bar.status(f"linear probe on {spec.last_layer}: each node's predicted category")
-        probabilities = probe_probabilities(last, labels, writer.sample["train"], bundle.num_classes)
+        probabilities = (probe_probabilities(last, labels, writer.sample["train"], bundle.num_classes)
+                         if cluster.main else None)     # only rank 0 writes nodes.parquet
         predicted_by = f"linear probe on {spec.last_layer}"
     record.embedding = {"device": device_name(torch_device), "graph": "full", "path": "block-wise",
-                        "block_rows": block_rows, "peak_gpu_bytes": gpu_peak_bytes(torch_device)}
+                        "block_rows": block_rows, "peak_gpu_bytes": gpu_peak_bytes(torch_device),
+                        "processes": cluster.world_size}
     node_ids = bundle.node_ids.numpy() if bundle.node_ids is not None else None
     return writer.finish(record, probabilities, predicted_by, node_ids, bundle_csr(bundle))
 

@@ -8,3 +8,5 @@ class UserError(ValueError):
     ``ValueError``, so Python callers of the API catch what they would from
     scikit-learn or umap-learn for a bad argument.
     """
+
+    shared = False      # raised on every rank of a torchrun job at once (engine.distributed.Cluster.agree)

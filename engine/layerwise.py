@@ -29,6 +29,7 @@ from torch_geometric.nn.models.basic_gnn import BasicGNN
 from torch_geometric.utils import spmm
 from tqdm.auto import tqdm
 
+from layerscope.engine.distributed import SINGLE, Cluster
 from layerscope.engine.models import GVAE, InputDropout, SumGraphConv
 
 DEFAULT_BLOCK_ROWS = 65_536
@@ -139,8 +140,9 @@ def _row_block(adj_t: Tensor, start: int, stop: int) -> Tensor:
                                    adj_t.values()[lo:hi], size=(stop - start, adj_t.size(1)))
 
 
-def _blocks(num_rows: int, block_rows: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, num_rows, block_rows):
+def _blocks(num_rows: int, block_rows: int, first: int = 0) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of blocks of up to ``block_rows`` rows, from row ``first`` to ``num_rows``."""
+    for start in range(first, num_rows, block_rows):
         yield start, min(start + block_rows, num_rows)
 
 
@@ -177,9 +179,10 @@ def _linear_into(out: Tensor, x: Tensor, lin: torch.nn.Module) -> Tensor:
 
 
 def _apply_aggregate_transform(conv: _AggregateTransform, x: Tensor, adj_t: Tensor, block_rows: int,
-                               out: Tensor) -> None:
-    """``lin(A x) + lin_root(x)`` into ``out``, one block of rows at a time."""
+                               out: Tensor, rows: tuple[int, int]) -> None:
+    """``lin(A x) + lin_root(x)`` of the nodes ``rows`` into ``out``, one block of rows at a time."""
     num_nodes = adj_t.size(0)
+    lo, hi = rows
     out_channels, in_channels = conv.lin.weight.shape
     narrows = out_channels < in_channels
     if narrows:
@@ -188,8 +191,8 @@ def _apply_aggregate_transform(conv: _AggregateTransform, x: Tensor, adj_t: Tens
         h = torch.empty(num_nodes, out_channels, dtype=x.dtype, device=x.device)
         for start, stop in _blocks(num_nodes, block_rows):
             torch.mm(x[start:stop], conv.lin.weight.t(), out=h[start:stop])
-    for start, stop in _blocks(num_nodes, block_rows):
-        block = out[start:stop]
+    for start, stop in _blocks(hi, block_rows, lo):
+        block = out[start - lo:stop - lo]
         if narrows:
             block.copy_(spmm(_row_block(adj_t, start, stop), h, reduce=conv.aggr))
             if conv.lin.bias is not None:
@@ -203,17 +206,19 @@ def _apply_aggregate_transform(conv: _AggregateTransform, x: Tensor, adj_t: Tens
 
 
 def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int,
-                normalized: dict) -> Tensor:
-    """``conv(x, adj_t)`` for every node, computed one block of rows at a time."""
+                normalized: dict, rows: tuple[int, int] | None = None) -> Tensor:
+    """``conv(x, adj_t)`` for every node (or for the nodes ``rows``, a
+    ``start, stop`` range: one rank's part), one block of rows at a time."""
     num_nodes = adj_t.size(0)
-    out = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
+    lo, hi = rows or (0, num_nodes)
+    out = torch.empty(hi - lo, conv.out_channels, dtype=x.dtype, device=x.device)
     linear = _aggregate_transform(conv)
     if linear is not None:
-        _apply_aggregate_transform(linear, x, adj_t, block_rows, out)
+        _apply_aggregate_transform(linear, x, adj_t, block_rows, out, (lo, hi))
     elif isinstance(conv, SAGEConv):
         # Bipartite call: all nodes as sources, the block's rows as targets.
-        for start, stop in _blocks(num_nodes, block_rows):
-            out[start:stop] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
+        for start, stop in _blocks(hi, block_rows, lo):
+            out[start - lo:stop - lo] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
     elif isinstance(conv, GCNConv):
         # GCNConv transforms before it aggregates: out = A_hat (x W) + b, with
         # A_hat = D^-1/2 (A + I) D^-1/2, normalised once per graph.
@@ -225,14 +230,14 @@ def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int
         h = torch.empty(num_nodes, conv.out_channels, dtype=x.dtype, device=x.device)
         for start, stop in _blocks(num_nodes, block_rows):
             _linear_into(h[start:stop], x[start:stop], conv.lin)
-        for start, stop in _blocks(num_nodes, block_rows):
-            out[start:stop] = spmm(_row_block(a_hat, start, stop), h, reduce=conv.aggr)
+        for start, stop in _blocks(hi, block_rows, lo):
+            out[start - lo:stop - lo] = spmm(_row_block(a_hat, start, stop), h, reduce=conv.aggr)
             if conv.bias is not None:
-                out[start:stop] += conv.bias
+                out[start - lo:stop - lo] += conv.bias
     elif isinstance(conv, GraphConv):
         # max / min: the layer itself, called bipartite as SAGEConv above.
-        for start, stop in _blocks(num_nodes, block_rows):
-            out[start:stop] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
+        for start, stop in _blocks(hi, block_rows, lo):
+            out[start - lo:stop - lo] = conv((x, x[start:stop]), _row_block(adj_t, start, stop))
     else:
         raise TypeError(f"no layer-wise inference for {type(conv).__name__}")
     return out
@@ -240,7 +245,8 @@ def _apply_conv(conv: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int
 
 @torch.no_grad()
 def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int = DEFAULT_BLOCK_ROWS,
-              progress: bool = True, last_name: str = "logits") -> Iterator[tuple[str, Tensor]]:
+              progress: bool = True, last_name: str = "logits",
+              cluster: Cluster = SINGLE) -> Iterator[tuple[str, Tensor]]:
     """Yield ``(name, output)`` for every layer of ``model``, in order.
 
     Args:
@@ -250,6 +256,9 @@ def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int 
             directions of undirected edges), on ``x``'s device.
         block_rows: target rows per block; bounds the memory of one step.
         last_name: the last layer's name (``layers_of``).
+        cluster: under ``torchrun``, each rank computes its part of the rows
+            of a layer (``Cluster.part``) and every rank gets the whole layer
+            (``Cluster.gather_rows``) before the next starts.
 
     Yields:
         ``(name, (N, width) tensor)`` per layer; the last equals
@@ -262,16 +271,17 @@ def layerwise(model: torch.nn.Module, x: Tensor, adj_t: Tensor, block_rows: int 
     normalized: dict = {}
     try:
         for layer in tqdm(layers, desc="layers", unit="layer", disable=not progress):
-            x = _apply_conv(layer.conv, x, adj_t, block_rows, normalized)
+            out = _apply_conv(layer.conv, x, adj_t, block_rows, normalized, cluster.part(x.size(0)))
             if layer.act is not None:
-                x = layer.act(x)
+                out = layer.act(out)
+            x = cluster.gather_rows(out, x.size(0))
             yield layer.name, x
     finally:
         model.train(was_training)
 
 
-def last_layer(model: torch.nn.Module, x: Tensor, adj_t: Tensor) -> Tensor:
+def last_layer(model: torch.nn.Module, x: Tensor, adj_t: Tensor, cluster: Cluster = SINGLE) -> Tensor:
     """The last layer's output for every node (``layerwise``, keeping only the end)."""
-    for _, out in layerwise(model, x, adj_t, progress=False):
+    for _, out in layerwise(model, x, adj_t, progress=False, cluster=cluster):
         pass
     return out

@@ -18,6 +18,7 @@ place when complete (``engine.staging``), so it is complete or invisible.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -27,13 +28,15 @@ import numpy as np
 import pandas as pd
 
 from layerscope.engine import __version__
+from layerscope.engine.distributed import SINGLE, Cluster
 from layerscope.engine.errors import UserError
 from layerscope.engine.progress import LayerProgress, score_text
 from layerscope.engine.quality import cka_matrix, linear_probe, quality_sample, score_layer
 from layerscope.engine.summary import layer_table
 from layerscope.engine.uncertainty import verdict
 from layerscope.engine.runs import (GRAPH_DIR, LAYERS_DIR, NODES_FILE, PENDING_FILE, RUN_FILE, SCHEMA_VERSION,
-                                    SPLIT_NAMES, atomic_save_npy, atomic_write_json, atomic_write_parquet)
+                                    SPLIT_NAMES, atomic_save_npy, atomic_write_json, atomic_write_parquet,
+                                    temporary_name)
 
 DTYPES = ("float32", "float16")
 METRICS_MODES = ("full", "fast", "none")    # what is scored per layer: see engine.quality.score_layer
@@ -128,10 +131,15 @@ class RunWriter:
         layers: how many layer files will be added (input included): with it,
             one bar over them says which is computed, written or scored
             (``engine.progress``).
+        cluster: under ``torchrun`` every rank makes a writer and adds every
+            layer: each writes its rows of a layer file rank 0 made
+            (``Cluster.part``), the ranks take turns scoring the layers, and
+            rank 0 alone writes the rest of the folder, once all have finished.
     """
 
     def __init__(self, run_dir: Path, labels: np.ndarray, split: dict, class_names: list[str],
-                 dtype: str = "float32", metrics: str = "full", progress: bool = True, layers: int | None = None):
+                 dtype: str = "float32", metrics: str = "full", progress: bool = True, layers: int | None = None,
+                 cluster: Cluster = SINGLE):
         if dtype not in DTYPES:
             raise UserError(f"--dtype {dtype!r}: choose from {', '.join(DTYPES)}")
         if metrics not in METRICS_MODES:
@@ -151,7 +159,8 @@ class RunWriter:
         (self.dir / LAYERS_DIR).mkdir(parents=True, exist_ok=True)
         self.labels, self.class_names, self.dtype, self.metrics, self.progress = (
             np.asarray(labels, dtype=np.int64), list(class_names), dtype, metrics, progress)
-        self.bar = LayerProgress(layers, progress)
+        self.cluster = cluster
+        self.bar = LayerProgress(layers, progress and cluster.main)
         self.split = {k: np.asarray(split[k], dtype=np.int64) for k in SPLIT_NAMES}
         self.sample = quality_sample(self.labels, self.split)
         self.entries: list[dict] = []
@@ -169,27 +178,57 @@ class RunWriter:
         if any(e["file"] == f"{LAYERS_DIR}/{file_name}.npy" for e in self.entries):
             raise UserError(f"two layers share the name {file_name!r}")
         self.bar.layer_step("writing", name)
-        stored = values
-        if values.dtype != self.dtype:     # torch converts to float16 2-3x faster than NumPy's astype
-            import torch
-
-            stored = torch.from_numpy(np.ascontiguousarray(values)).to(getattr(torch, self.dtype)).numpy()
-        atomic_save_npy(self.dir / LAYERS_DIR / f"{file_name}.npy", stored)
-        self.bar.layer_step("scoring", name)
-        start = time.perf_counter()
-        metrics = score_layer(values, self.labels, self.sample, self.metrics)
-        seconds = time.perf_counter() - start
-        self.scoring_seconds += seconds
-        if metrics:
-            self.bar.write(f"scored {name} ({values.shape[1]} dims) in {seconds:.1f} s: {score_text(metrics)}")
+        path = self.dir / LAYERS_DIR / f"{file_name}.npy"
+        if self.cluster.active:
+            self._write_rows(path, values)
+        else:
+            atomic_save_npy(path, self._stored(values))
+        metrics = None      # scored by another rank: filled in by finish
+        if len(self.entries) % self.cluster.world_size == self.cluster.rank:
+            self.bar.layer_step("scoring", name)
+            start = time.perf_counter()
+            metrics = score_layer(values, self.labels, self.sample, self.metrics)
+            seconds = time.perf_counter() - start
+            self.scoring_seconds += seconds
+            if metrics:
+                self.bar.write(f"scored {name} ({values.shape[1]} dims) in {seconds:.1f} s: {score_text(metrics)}")
         entry = {"name": name, "file": f"{LAYERS_DIR}/{file_name}.npy", "dim": int(values.shape[1]),
                  "dtype": self.dtype, "metrics": metrics}
         if source is not None:
             entry["source"] = source
         self.entries.append(entry)
-        if self.metrics != "none":
+        if self.metrics != "none" and self.cluster.main:
             self.cka_rows.append(np.asarray(values[self.sample["eval"]], dtype=np.float32))
         self.bar.layer_done()
+
+    def _stored(self, values: np.ndarray) -> np.ndarray:
+        """``values`` in the layer files' dtype."""
+        if values.dtype == self.dtype:
+            return values
+        import torch        # converts to float16 2-3x faster than NumPy's astype
+
+        return torch.from_numpy(np.ascontiguousarray(values)).to(getattr(torch, self.dtype)).numpy()
+
+    def _write_rows(self, path: Path, values: np.ndarray) -> None:
+        """Under ``torchrun``: rank 0 makes the layer's file at a temporary name
+        (a ``.npy`` of the full shape, memory-mapped), every rank writes its
+        rows into it, and rank 0 renames it into place once all have."""
+        cluster = self.cluster
+
+        def make() -> str:
+            tmp = temporary_name(path)
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(self.dtype), shape=values.shape).flush()
+            return str(tmp)
+
+        tmp = Path(cluster.agree(make))
+        start, stop = cluster.part(values.shape[0])
+        rows = np.lib.format.open_memmap(tmp, mode="r+")
+        rows[start:stop] = self._stored(values[start:stop])
+        rows.flush()
+        del rows
+        cluster.barrier()
+        if cluster.main:
+            os.replace(tmp, path)
 
     def finish(self, record: RunRecord, probabilities: np.ndarray, predicted_by: str,
                node_ids: np.ndarray | None = None, graph: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
@@ -202,6 +241,16 @@ class RunWriter:
             node_ids: (N,) each row's node id in the full dataset (default: the row number).
             graph: ``(indptr, indices)``, the CSR of every node's neighbours; ``None`` when unknown.
         """
+        if self.cluster.active:     # every layer's metrics, from the rank that scored it
+            scored = self.cluster.gather_objects({i: e["metrics"] for i, e in enumerate(self.entries)
+                                                  if e["metrics"] is not None})
+            for part in scored:
+                for i, metrics in part.items():
+                    self.entries[i]["metrics"] = metrics
+            self.scoring_seconds = max(self.cluster.gather_objects(self.scoring_seconds))
+            if not self.cluster.main:
+                record.layers = self.entries
+                return record.to_dict()
         kept = {Path(e["file"]).name for e in self.entries}
         for stale in (self.dir / LAYERS_DIR).iterdir():
             if stale.name not in kept:

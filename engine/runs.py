@@ -38,12 +38,13 @@ GRAPH_DIR = "graph"
 SPLIT_NAMES = ("train", "val", "test")     # the parts of every split, in order: nodes.parquet's split column
 
 
-def _tmp(path: Path) -> Path:
+def temporary_name(path: Path) -> Path:
+    """Where a writer builds ``path`` before renaming it into place: hidden, named by its process."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp(path)
+    tmp = temporary_name(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -55,13 +56,13 @@ def atomic_write_json(path: Path, obj: dict) -> None:
 def atomic_torch_save(obj, path: Path) -> None:
     import torch        # here, so that reading runs (the dashboard) never imports it
 
-    tmp = _tmp(path)
+    tmp = temporary_name(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
 def atomic_write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = _tmp(path)
+    tmp = temporary_name(path)
     pd.DataFrame(rows).to_csv(tmp, index=False)
     os.replace(tmp, path)
 
@@ -75,13 +76,13 @@ def default_run_name(dataset: str, model: str) -> str:
 
 
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    tmp = _tmp(path)
+    tmp = temporary_name(path)
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = _tmp(path)
+    tmp = temporary_name(path)
     with open(tmp, "wb") as f:
         np.save(f, array)
     os.replace(tmp, path)

@@ -18,6 +18,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from layerscope.engine.distributed import SINGLE, Cluster
 from layerscope.engine.errors import UserError
 
 SAMPLERS = ("auto", "builtin", "pyg")
@@ -38,14 +39,19 @@ def pyg_sampler_available() -> bool:
     return bool(pyg_typing.WITH_PYG_LIB or pyg_typing.WITH_TORCH_SPARSE)
 
 
-def resolve_sampler(name: str) -> str:
-    """``auto`` -> ``pyg`` when pyg-lib or torch-sparse imports, else ``builtin``."""
+def resolve_sampler(name: str, cluster: Cluster = SINGLE) -> str:
+    """``auto`` -> ``pyg`` when pyg-lib or torch-sparse imports, else
+    ``builtin``; under ``torchrun`` always ``builtin``, the sampler that deals
+    each rank its part of a shared shuffle (``neighbor_batches``)."""
     if name == "auto":
-        return "pyg" if pyg_sampler_available() else "builtin"
-    if name == "pyg" and not pyg_sampler_available():
-        raise UserError("--sampler pyg needs pyg-lib or torch-sparse installed; use --sampler builtin")
+        return "pyg" if pyg_sampler_available() and not cluster.active else "builtin"
     if name not in SAMPLERS:
         raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    if name == "pyg" and cluster.active:
+        raise UserError("under torchrun the engine samples with its built-in sampler (each rank its part of one "
+                        "shared shuffle); drop --sampler pyg")
+    if name == "pyg" and not pyg_sampler_available():
+        raise UserError("--sampler pyg needs pyg-lib or torch-sparse installed; use --sampler builtin")
     return name
 
 
@@ -154,14 +160,18 @@ class NeighborSampler:
 
 
 def neighbor_batches(adj_t: Tensor, input_nodes: Tensor, num_neighbors: list[int], batch_size: int,
-                     shuffle: bool, seed: int, sampler: str = "auto") -> Iterator[SampledBatch]:
+                     shuffle: bool, seed: int, sampler: str = "auto",
+                     cluster: Cluster = SINGLE) -> Iterator[SampledBatch]:
     """Mini-batches of ``input_nodes`` with their sampled neighbourhoods.
 
     A fresh call per epoch reshuffles (with ``seed`` mixed into the order).
     The built-in sampler runs on ``adj_t``'s device, where ``input_nodes`` are
     moved; PyG's runs on the CPU. Either way ``n_id`` is on the sampler's device.
+    Under ``torchrun`` (``cluster``) every rank draws the same order and takes
+    its part of each batch (``Cluster.shard_batches``), then samples its part
+    with a generator of its own.
     """
-    if resolve_sampler(sampler) == "pyg":
+    if resolve_sampler(sampler, cluster) == "pyg":
         from torch_geometric.data import Data
         from torch_geometric.loader import NeighborLoader
 
@@ -180,5 +190,8 @@ def neighbor_batches(adj_t: Tensor, input_nodes: Tensor, num_neighbors: list[int
     input_nodes = input_nodes.to(builtin.device)
     order = (input_nodes[torch.randperm(input_nodes.numel(), generator=builtin.generator, device=builtin.device)]
              if shuffle else input_nodes)
-    for chunk in order.split(batch_size):
+    chunks = cluster.shard_batches(list(order.split(batch_size)))
+    if cluster.active:      # the same order on every rank, then each samples its own neighbours
+        builtin.generator.manual_seed((seed * 1_000_003 + cluster.rank) % 2**63)
+    for chunk in chunks:
         yield builtin.sample(chunk)

@@ -137,9 +137,10 @@ CASES = {
     "train: run name taken": ("train --out {w}/runs --name demo", "already exists; pick another --name"),
     # embed
     "embed: run missing": ("embed --run {w}/nope", "nope is not a trained run"),
+    "embed: run positional and --run": ("embed {run} --run {run}", "--run: not allowed with argument RUN"),
     "embed: run is a file": ("embed --run {w}/a-file", "a-file is not a trained run"),
     "embed: run is not a run": ("embed --run {w}/empty", "empty is not a trained run"),
-    "embed: neither run nor checkpoint": ("embed", "one of the arguments --run --checkpoint is required"),
+    "embed: neither run nor checkpoint": ("embed", "one of the arguments RUN --run --checkpoint is required"),
     "embed: run and checkpoint": ("embed --run {run} --checkpoint {w}/plain.pt", "not allowed with argument"),
     "embed: zero block rows": ("embed --run {run} --block-rows 0", "--block-rows must be at least 1"),
     "embed: run with dataset": ("embed --run {run} --dataset demo", "--dataset apply to --checkpoint"),

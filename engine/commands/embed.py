@@ -24,7 +24,10 @@ def add_parser(commands) -> None:
                     "linear-probe accuracy and CKA per layer. Rerunning it finishes an interrupted dump.",
         formatter_class=Defaults)
     source = embed.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", metavar="DIR", help="a run folder written by engine train")
+    source.add_argument("run_folder", nargs="?", metavar="RUN",
+                        help="a run folder written by engine train (also --run RUN; under torchrun give it like "
+                             "this: torchrun's own parser takes --run for its --run-path)")
+    source.add_argument("--run", metavar="DIR", help="the same as RUN")
     source.add_argument("--checkpoint", metavar="FILE",
                         help="a model.pt written by this engine, or a plain PyG state dict "
                              "(torch.save(model.state_dict(), FILE)) with --model or --model-factory: "
@@ -69,6 +72,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerscope.engine.distributed import current
     from layerscope.engine.embed import embed_checkpoint, embed_run
     from layerscope.engine.layerwise import DEFAULT_BLOCK_ROWS
     from layerscope.engine.runs import default_run_name
@@ -79,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if args.split and args.split_file:
         raise UserError("give --split or --split-file, not both")
     declared = ("model", "model_factory", "aggr", "out_channels", "hidden", "layers")
+    args.run = args.run or args.run_folder
+    if args.checkpoint and current().active:
+        raise UserError("under torchrun, embed takes a run folder (engine embed RUN); make the run of "
+                        f"{args.checkpoint} in one process first")
     if args.run:
         refuse_given(args, ("dataset", "split", "split_file", "seed", "largest_component", "name", *declared),
                       "apply to --checkpoint; --run embeds the run's own graph")
@@ -100,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             run = _embed_state_dict(args, name)
         where = Path(args.out) / name
-    print(f"{where}: {len(run['layers'])} layers, {run['embedding']['seconds']:.1f} s")
-    print(layer_table(run))
+    if current().main:      # under torchrun, rank 0 speaks for all
+        print(f"{where}: {len(run['layers'])} layers, {run['embedding']['seconds']:.1f} s")
+        print(layer_table(run))
     return 0
 
 def _embed_state_dict(args: argparse.Namespace, name: str) -> dict:

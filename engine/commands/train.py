@@ -108,6 +108,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerscope.engine.distributed import current
     from layerscope.engine.pipeline import train_run
     from layerscope.engine.runs import default_run_name
     from layerscope.engine.train_report import final_line
@@ -119,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     record = train_run(cfg, Path(args.out), name, resume=args.resume, progress=not args.quiet,
                        embed=not args.no_embed, dtype=args.dtype, metrics=args.metrics)
-    if record.get("layers"):
-        print(layer_table(record))
-    print(final_line(record, str(Path(args.out) / name), time.perf_counter() - started))
+    if current().main:      # under torchrun, rank 0 speaks for all
+        if record.get("layers"):
+            print(layer_table(record))
+        print(final_line(record, str(Path(args.out) / name), time.perf_counter() - started))
     return 0

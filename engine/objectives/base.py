@@ -17,14 +17,18 @@ from typing import Protocol
 
 import torch
 
+from layerscope.engine.distributed import Step
+
 # What a builder may ask for about how batches are drawn; fit resolves each
 # (``fanout`` None: full-batch) before building the objective.
 SAMPLING = ("fanout", "batch_size", "sampler", "amp", "trim")
 
 
 class Objective(Protocol):
-    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
-        """One pass over the training signal; returns the mean training loss."""
+    def train_epoch(self, step: Step, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        """One pass over the training signal, each batch's loss through ``step``
+        (``engine.distributed.Step``: data-parallel under torchrun); returns the
+        mean training loss."""
 
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:
         """Validation metrics with ``val_loss`` and ``score``; ``final``: every reported metric."""

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from layerscope.engine.data import GraphBundle
 from layerscope.engine.device import bf16_autocast
+from layerscope.engine.distributed import Step, current
 from layerscope.engine.layerwise import last_layer
 from layerscope.engine.models import forward_seeds
 from layerscope.engine.quality import linear_probe, split_accuracy
@@ -50,7 +51,8 @@ class LabelFree:
     def __init__(self, bundle: GraphBundle, device: torch.device, seed: int, fanout: list[int] | None,
                  batch_size: int, sampler: str, amp: bool, trim: bool):
         self.device, self.fanout, self.batch_size, self.trim = device, fanout, batch_size, trim
-        self.sampler, self.seed, self.amp = resolve_sampler(sampler), seed, amp
+        self.cluster = current()
+        self.sampler, self.seed, self.amp = resolve_sampler(sampler, self.cluster), seed, amp
         self.num_nodes = bundle.num_nodes
         self.adj_t = bundle.adj_t.to(device)
         self.graph = self.adj_t if self.sampler == "builtin" else bundle.adj_t
@@ -94,27 +96,32 @@ class LabelFree:
         batch = self.sample(unique, generator)
         return forward_seeds(model, self.x_dev[batch.n_id], batch.edge_index, batch, self.trim)[inverse]
 
-    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
-        for module in (model, *self.modules().values()):
+    def train_epoch(self, step: Step, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        for module in (step.model, *self.modules().values()):
             module.train()
         generator = self.generator(self.seed * 100_003 + epoch)
         order = torch.randperm(self.num_nodes, generator=generator, device=self.device)
-        batches = order.split(self.batch_size)
+        batches = self.cluster.shard_batches(list(order.split(self.batch_size)))
+        if self.cluster.active:     # one shared order; each rank then draws its own walks and neighbours
+            generator.manual_seed((self.seed * 100_003 + epoch) * 1_000_003 + self.cluster.rank)
         total, count = 0.0, 0
-        for anchors in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=len(batches) < 20):
+        for anchors in tqdm(batches, desc=f"epoch {epoch}", leave=False,
+                            disable=len(batches) < 20 or not self.cluster.main):
+            step.saw(anchors)
             optimizer.zero_grad()
             with bf16_autocast(self.device, self.amp and self.fanout is not None):
-                loss = self.batch_loss(model, anchors, generator)
+                loss = step(self.batch_loss, anchors, generator)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * anchors.numel()
             count += anchors.numel()
+        total, count = self.cluster.all_sum([total, count])
         return total / count
 
     @torch.no_grad()
     def embeddings(self, model: torch.nn.Module) -> np.ndarray:
         """The last layer for every node, full graph, eval mode (layer-wise)."""
-        return last_layer(model, self.x_dev, self.adj_t).float().cpu().numpy()
+        return last_layer(model, self.x_dev, self.adj_t, self.cluster).float().cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from layerscope.engine.data import GraphBundle
 from layerscope.engine.device import bf16_autocast
+from layerscope.engine.distributed import Step, current
 from layerscope.engine.layerwise import last_layer
 from layerscope.engine.models import forward_seeds
 from layerscope.engine.objectives.base import SAMPLING, ObjectiveSpec
@@ -27,6 +28,7 @@ class Supervised:
         data = bundle.data
         self.device, self.fanout, self.batch_size, self.trim = device, fanout, batch_size, trim
         self.sampler, self.seed, self.amp = sampler, seed, amp
+        self.cluster = current()
         self.split = bundle.split
         self.y = data.y
         self.adj_t = bundle.adj_t.to(device)        # the same tensor on CPU runs
@@ -34,13 +36,14 @@ class Supervised:
         # The built-in sampler runs where the graph is, so on a GPU a batch's
         # nodes, features and edges never pass through the CPU; PyG's samples
         # on the CPU.
-        self.graph = self.adj_t if resolve_sampler(sampler) == "builtin" else bundle.adj_t
+        self.graph = self.adj_t if resolve_sampler(sampler, self.cluster) == "builtin" else bundle.adj_t
         self.evaluator, self.evaluator_name = None, "sklearn"
         if bundle.name.startswith("ogbn-"):
             from ogb.nodeproppred import Evaluator
             self.evaluator, self.evaluator_name = Evaluator(bundle.name), f"ogb:{bundle.name}"
 
-    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+    def train_epoch(self, step: Step, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        model = step.model
         model.train()
         if self.fanout is None:
             train = self.split["train"].to(self.device)
@@ -53,22 +56,27 @@ class Supervised:
 
         total, count = 0.0, 0
         batches = neighbor_batches(self.graph, self.split["train"], self.fanout, self.batch_size,
-                                   shuffle=True, seed=self.seed * 100_003 + epoch, sampler=self.sampler)
+                                   shuffle=True, seed=self.seed * 100_003 + epoch, sampler=self.sampler,
+                                   cluster=self.cluster)
         num_batches = -(-self.split["train"].numel() // self.batch_size)
         for batch in tqdm(batches, total=num_batches, desc=f"epoch {epoch}", leave=False,
-                          disable=num_batches < 20):
+                          disable=num_batches < 20 or not self.cluster.main):
             n_id = batch.n_id.to(self.device)
+            step.saw(n_id[:batch.batch_size])
             x, y = self.x_dev[n_id], self.y_dev[n_id[:batch.batch_size]]
             edge_index = batch.edge_index.to(self.device)
             optimizer.zero_grad()
             with bf16_autocast(self.device, self.amp):
-                out = forward_seeds(model, x, edge_index, batch, self.trim)
-                loss = F.cross_entropy(out.float(), y)
+                loss = step(self._batch_loss, x, y, edge_index, batch)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * batch.batch_size
             count += batch.batch_size
+        total, count = self.cluster.all_sum([total, count])
         return total / count
+
+    def _batch_loss(self, model: torch.nn.Module, x: Tensor, y: Tensor, edge_index: Tensor, batch) -> Tensor:
+        return F.cross_entropy(forward_seeds(model, x, edge_index, batch, self.trim).float(), y)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {}
@@ -80,7 +88,7 @@ class Supervised:
     def logits(self, model: torch.nn.Module) -> Tensor:
         """(N, num_classes) logits of every node, full graph, eval mode:
         layer-wise in row blocks, so evaluating holds one layer at a time."""
-        return last_layer(model, self.x_dev, self.adj_t).float().cpu()
+        return last_layer(model, self.x_dev, self.adj_t, self.cluster).float().cpu()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict[str, float]:

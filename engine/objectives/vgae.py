@@ -11,6 +11,7 @@ from torch import Tensor
 
 from layerscope.engine.data import GraphBundle
 from layerscope.engine.data.bundle import adjacency
+from layerscope.engine.distributed import Step
 from layerscope.engine.objectives.base import ObjectiveSpec
 
 
@@ -64,8 +65,8 @@ class VariationalAutoencoding:
 
         return VGAE(_MuLogstd(model))
 
-    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> float:
-        vgae = self._vgae(model).train()
+    def train_epoch(self, step: Step, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        vgae = self._vgae(step.model).train()
         optimizer.zero_grad()
         z = vgae.encode(self.x_dev, self.adj_t)
         loss = vgae.recon_loss(z, self.train_pos) + vgae.kl_loss() / self.num_nodes
