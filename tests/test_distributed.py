@@ -150,6 +150,21 @@ def test_a_killed_rank_leaves_no_complete_run_and_resume_completes_it(shared_dat
     assert record["metrics"]["test_acc"] > 0.7
 
 
+def test_a_label_free_objective_with_a_projection_head_trains_data_parallel(shared_data, tmp_path):
+    """GRACE's head is trained beside the encoder: both go through one
+    DistributedDataParallel step, and the anchors (every node) are dealt out."""
+    result = run_torchrun("train", "--dataset", "amazon-photo", "--objective", "infonce", "--model", "sage",
+                          "--layers", "2", "--fanout", "10,5", "--epochs", "2", "--batch-size", "512",
+                          "--out", tmp_path, "--name", "grace", "--quiet", "--metrics", "none",
+                          shared_data=shared_data)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((tmp_path / "grace" / "run.json").read_text())
+    assert record["training"]["distributed"]["world_size"] == 2 and record["metrics"]["test_acc"] > 0.6
+    for shards in pd.read_csv(tmp_path / "grace" / "history.csv")["seed_shards"]:
+        counts, digests = zip(*(part.split(":") for part in shards.split()))
+        assert sum(map(int, counts)) == 7_650 and digest_sum(list(digests)) == set_digest(np.arange(7_650))
+
+
 def test_full_batch_training_under_torchrun_is_refused_in_one_line(shared_data, tmp_path):
     result = run_torchrun("train", "--dataset", "amazon-photo", "--model", "sage", "--epochs", "1",
                           "--out", tmp_path, "--quiet", shared_data=shared_data, timeout=300)
