@@ -211,12 +211,14 @@ class Step:
     """How an objective takes a training step: ``step(loss, *args)`` returns
     ``loss(model, *args)``, computed through ``DistributedDataParallel`` under
     ``torchrun`` (its gradients averaged over the ranks on ``backward``).
-    ``seen`` keeps the seed nodes this rank trained on in the current epoch."""
+    ``seen`` keeps the seed nodes this rank trained on in the current epoch,
+    ``sampled`` how many nodes its sampled batches held."""
 
     model: torch.nn.Module
     cluster: Cluster = SINGLE
     parts: dict[str, torch.nn.Module] = field(default_factory=dict)
     seen: list[Tensor] = field(default_factory=list)
+    sampled: int = 0
 
     def __post_init__(self):
         self._call = lambda loss, *args: loss(self.model, *args)
@@ -231,10 +233,17 @@ class Step:
     def __call__(self, loss: Callable[..., Tensor], *args) -> Tensor:
         return self._call(loss, *args)
 
-    def saw(self, seeds: Tensor) -> None:
-        """Note a batch's seeds (kept under ``torchrun`` only, for ``epoch_shards``)."""
+    def saw(self, seeds: Tensor, sampled: int = 0) -> None:
+        """Note a batch's seeds (kept under ``torchrun`` only, for ``epoch_shards``)
+        and the number of nodes sampled around them."""
+        self.sampled += sampled
         if self.cluster.active:
             self.seen.append(seeds.detach().cpu())
+
+    def epoch_sampled(self) -> int:
+        """Nodes in the sampled batches of the epoch, over all ranks; reset for the next."""
+        total, self.sampled = self.cluster.all_sum([float(self.sampled)])[0], 0
+        return int(total)
 
     def epoch_shards(self) -> str:
         """Every rank's seeds of the epoch as ``count:digest`` per rank (the

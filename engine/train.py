@@ -120,6 +120,9 @@ def _epoch(t: Trainee, step: Step, epoch: int, seed: int) -> tuple[dict, dict]:
            **{k: v for k, v in metrics.items() if k != "score" and not k.startswith("test_")},
            "l2_penalty": l2_penalty(t.optimizer), "seconds": train_seconds,
            "eval_seconds": time.perf_counter() - t0 - train_seconds}
+    sampled = step.epoch_sampled()
+    if sampled:     # sampled nodes per second: bench/distributed.py's throughput
+        row["sampled_nodes"] = sampled
     if step.cluster.active:      # what each rank trained on: checked disjoint, summed in tests
         row["seed_shards"] = step.epoch_shards()
     return row, metrics

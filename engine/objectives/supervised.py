@@ -62,7 +62,7 @@ class Supervised:
         for batch in tqdm(batches, total=num_batches, desc=f"epoch {epoch}", leave=False,
                           disable=num_batches < 20 or not self.cluster.main):
             n_id = batch.n_id.to(self.device)
-            step.saw(n_id[:batch.batch_size])
+            step.saw(n_id[:batch.batch_size], n_id.numel())
             x, y = self.x_dev[n_id], self.y_dev[n_id[:batch.batch_size]]
             edge_index = batch.edge_index.to(self.device)
             optimizer.zero_grad()
