@@ -165,6 +165,10 @@ class RunWriter:
         self.sample = quality_sample(self.labels, self.split)
         self.entries: list[dict] = []
         self.cka_rows: list[np.ndarray] = []
+        # Under torchrun: the rows every metric reads, the sample in their
+        # positions, and this rank's layers to score as (index, those rows).
+        self._scored_rows = np.unique(np.concatenate(list(self.sample.values())))
+        self._deferred: list[tuple[int, np.ndarray]] = []
         self.scoring_seconds = 0.0
         self.started = time.perf_counter()
 
@@ -179,12 +183,15 @@ class RunWriter:
             raise UserError(f"two layers share the name {file_name!r}")
         self.bar.layer_step("writing", name)
         path = self.dir / LAYERS_DIR / f"{file_name}.npy"
+        metrics = None
         if self.cluster.active:
             self._write_rows(path, values)
+            # Scored in finish, every rank its share of the layers at once, from
+            # the rows the metrics read (a few MB a layer), so no rank waits.
+            if len(self.entries) % self.cluster.world_size == self.cluster.rank:
+                self._deferred.append((len(self.entries), np.asarray(values[self._scored_rows])))
         else:
             atomic_save_npy(path, self._stored(values))
-        metrics = None      # scored by another rank: filled in by finish
-        if len(self.entries) % self.cluster.world_size == self.cluster.rank:
             self.bar.layer_step("scoring", name)
             start = time.perf_counter()
             metrics = score_layer(values, self.labels, self.sample, self.metrics)
@@ -200,6 +207,18 @@ class RunWriter:
         if self.metrics != "none" and self.cluster.main:
             self.cka_rows.append(np.asarray(values[self.sample["eval"]], dtype=np.float32))
         self.bar.layer_done()
+
+    def _score_deferred(self) -> None:
+        """Score this rank's share of the layers from their kept rows: the same
+        nodes, in the same order, as scoring the whole layer."""
+        self.bar.status(f"scoring {len(self._deferred)} of {len(self.entries)} layers on each of "
+                        f"{self.cluster.world_size} processes")
+        rows = self._scored_rows
+        sample = {key: np.searchsorted(rows, nodes) for key, nodes in self.sample.items()}
+        start = time.perf_counter()
+        for i, values in self._deferred:
+            self.entries[i]["metrics"] = score_layer(values, self.labels[rows], sample, self.metrics)
+        self.scoring_seconds += time.perf_counter() - start
 
     def _stored(self, values: np.ndarray) -> np.ndarray:
         """``values`` in the layer files' dtype."""
@@ -242,8 +261,8 @@ class RunWriter:
             graph: ``(indptr, indices)``, the CSR of every node's neighbours; ``None`` when unknown.
         """
         if self.cluster.active:     # every layer's metrics, from the rank that scored it
-            scored = self.cluster.gather_objects({i: e["metrics"] for i, e in enumerate(self.entries)
-                                                  if e["metrics"] is not None})
+            self._score_deferred()
+            scored = self.cluster.gather_objects({i: self.entries[i]["metrics"] for i, _ in self._deferred})
             for part in scored:
                 for i, metrics in part.items():
                     self.entries[i]["metrics"] = metrics

@@ -99,6 +99,17 @@ def test_two_ranks_embed_the_layers_one_process_writes(pair, shared_data):
     record = json.loads((out / "single" / "run.json").read_text())
     assert record["embedding"]["processes"] == 2
     assert all(layer["metrics"]["knn_acc"] > 0.5 for layer in record["layers"])   # scored, by either rank
+    # A layer scored by rank 1 from the rows it kept has the metrics one process gives the whole layer.
+    from layerscope.engine.quality import quality_sample, score_layer
+
+    nodes = pd.read_parquet(out / "single" / "nodes.parquet")
+    labels = nodes["label"].to_numpy()
+    split = {key: np.flatnonzero(nodes["split"].to_numpy() == key) for key in ("train", "val", "test")}
+    hidden1 = next(layer for layer in record["layers"] if layer["name"] == "hidden1")
+    expected = score_layer(after["hidden1"], labels, quality_sample(labels, split))
+    assert set(hidden1["metrics"]) == set(expected)
+    for key, value in expected.items():     # approx compares a dict's numbers, not the lists of its intervals
+        assert hidden1["metrics"][key] == (value if value is None else pytest.approx(value)), key
     listed = run_engine("list", "--out", out)
     assert listed.stdout.count("single") == 1, listed.stdout
     assert not [p for p in (out / "single").rglob(".*")], "temporary files left behind"
