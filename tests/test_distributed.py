@@ -189,6 +189,35 @@ def test_full_batch_training_under_torchrun_is_refused_in_one_line(shared_data, 
 # -- the pieces, in one process
 
 
+@pytest.mark.parametrize("command", ["train", "embed"])
+def test_every_option_has_a_spelling_torchrun_passes_through(command):
+    """torchrun's parser takes any option after the script that abbreviates
+    one of its own (--run of --run-path, --monitor of --monitor-interval) and
+    stops: each option the engine takes has a spelling that reaches it."""
+    import re
+
+    from torch.distributed.run import get_args_parser
+
+    from layerscope.engine.cli import build_parser
+
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    launcher = get_args_parser()
+    for action in sub._actions:
+        spellings = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+        if not spellings or action.dest == "run":      # embed's --run: the positional RUN is its other spelling
+            continue
+        passed = []
+        for option in spellings:
+            try:
+                args = launcher.parse_args(["--standalone", "-m", "engine", command, option, "x"])
+                passed.append(option in args.training_script_args)
+            except SystemExit:
+                passed.append(False)
+        assert any(passed), f"{command} {spellings}: torchrun takes every spelling"
+    assert re.search(r"\bRUN\b", sub.format_usage())
+
+
 def test_row_parts_cover_every_row_once_in_rank_order():
     for rows in (0, 1, 7, 7650):
         for world in (1, 2, 3, 8):

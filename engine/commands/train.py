@@ -31,6 +31,11 @@ def _probabilities(text: str) -> tuple[float, float]:
     return values * 2 if len(values) == 1 else values
 
 
+# Second spellings of the options torchrun's own parser would take for an
+# abbreviation of one of its own (--monitor of --monitor-interval) when they
+# follow `torchrun ... -m engine train`.
+TORCHRUN_SAFE = {"monitor": ("--early-stopping-on",)}
+
 # A field's annotation (a string: the config module uses postponed annotations) -> how its option parses.
 PARSERS = {"int": int, "float": float, "str": str, "list[int]": _int_list, "tuple[float, float]": _probabilities}
 
@@ -54,7 +59,7 @@ def config_option(field: Field, comment: str) -> tuple[list[str], dict]:
     if field.name in CHOICES:
         options["choices"] = CHOICES[field.name]()
         del options["metavar"]      # argparse shows the choices
-    return [f"--{flag(field.name)}"], options
+    return [f"--{flag(field.name)}", *TORCHRUN_SAFE.get(field.name, ())], options
 
 
 def add_parser(commands) -> None:
