@@ -247,18 +247,16 @@ class Step:
 
     def epoch_shards(self) -> str:
         """Every rank's seeds of the epoch as ``count:digest`` per rank (the
-        history's ``seed_shards``), after checking that they are disjoint and
-        that their union is what a single process would have trained on:
-        ``seen`` is emptied for the next epoch."""
-        mine = torch.cat(self.seen) if self.seen else torch.empty(0, dtype=torch.long)
+        history's ``seed_shards``: the counts and ``set_digest``s add up to the
+        training set's when the ranks covered it), after checking that no seed
+        went to two ranks. ``seen`` is emptied for the next epoch."""
+        mine = torch.cat(self.seen).numpy() if self.seen else np.empty(0, dtype=np.int64)
         self.seen = []
-        counts = self.cluster.gather_objects(int(mine.numel()))
-        digests = self.cluster.gather_objects(set_digest(mine.numpy()))
-        unique = int(torch.unique(mine).numel())
-        distinct = self.cluster.all_sum([float(unique)])[0]
-        if distinct != sum(counts):
-            raise RuntimeError(f"seed shards overlap: {sum(counts)} seeds, {int(distinct)} distinct per rank")
-        return " ".join(f"{c}:{d}" for c, d in zip(counts, digests))
+        shards = self.cluster.gather_objects(mine)      # a few MB: the training seeds, once an epoch
+        total = sum(shard.size for shard in shards)
+        if np.unique(np.concatenate(shards)).size != total:
+            raise RuntimeError(f"the ranks' seed shards overlap: {total} seeds, fewer distinct")
+        return " ".join(f"{shard.size}:{set_digest(shard)}" for shard in shards)
 
 
 def set_digest(nodes: np.ndarray) -> str:
