@@ -24,7 +24,12 @@ a fresh process under ``--ref-limit`` seconds and ``--ref-memory`` GiB:
   b. embed: ``BasicGNN.inference`` over ``NeighborLoader([-1], batch_size=4096)``
      with the weights our epoch trained;
   c. projection: ``umap.UMAP().fit_transform`` (plain umap-learn) of the same
-     100,000 rows of every layer, in our environment.
+     100,000 rows of every layer, in our environment;
+  d. scoring: every layer scored on the same rows of the same sample in one
+     process, by ``engine.quality`` as the pipeline calls it and by the
+     scikit-learn path it replaced (``KNeighborsClassifier`` cosine brute,
+     ``silhouette_score``, ``StandardScaler`` + ``LogisticRegression``, CKA
+     pair by pair), with the largest difference of each metric.
 Peak memory is each process's peak resident set (``wait4``'s ``ru_maxrss``).
 
 On a GPU (``--device cuda``, or ``auto`` where CUDA is present) training and
@@ -246,6 +251,81 @@ def reference_umap(run: Path) -> dict:
     return seconds
 
 
+def reference_scoring(run: Path) -> dict:
+    """Seconds to score every layer of ``run`` (float32 rows of the quality
+    sample, read once) by ``engine.quality`` (``score_layer`` per layer, then
+    ``cka_matrix``, as the pipeline does; then each metric alone) and by the
+    scikit-learn path it replaced, and the largest difference of each metric."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import silhouette_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from layerscope.engine import quality
+    from layerscope.engine.runs import read_run
+    from layerscope.engine.summary import split_indices
+
+    r = read_run(run)
+    nodes = r.nodes()
+    labels = nodes["label"].to_numpy().astype(np.int64)
+    sample = quality.quality_sample(labels, split_indices(nodes))
+    rows = np.union1d(sample["train"], sample["eval"])          # the silhouette nodes are eval nodes
+    labels, sample = labels[rows], {k: np.searchsorted(rows, v) for k, v in sample.items()}
+    layers = {e["name"]: np.asarray(r.layer(e["name"])[rows], dtype=np.float32) for e in r.layers}
+    train, test, sil = sample["train"], sample["eval"], sample["silhouette"]
+
+    def knn(x):
+        model = KNeighborsClassifier(n_neighbors=quality.KNN_K, metric="cosine", algorithm="brute")
+        return float((model.fit(x[train], labels[train]).predict(x[test]) == labels[test]).mean())
+
+    def probe(x):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=quality.PROBE_MAX_ITER))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return float((model.fit(x[train], labels[train]).predict(x[test]) == labels[test]).mean())
+
+    ours_metrics = {"knn_acc": lambda x: quality.knn_accuracy(x, labels, train, test),
+                    "silhouette": lambda x: quality.silhouette(x, labels, sil),
+                    "probe_acc": lambda x: float((quality.linear_probe(x, labels, train).predict(x[test])
+                                                  == labels[test]).mean())}
+    reference_metrics = {"knn_acc": knn, "silhouette": lambda x: float(silhouette_score(x[sil], labels[sil],
+                                                                                        metric="cosine")),
+                         "probe_acc": probe}
+    for module in ("torch", "scipy.optimize", "threadpoolctl"):      # loaded in the pipeline's process too
+        importlib.import_module(module)
+
+    start = time.perf_counter()
+    for x in layers.values():
+        quality.score_layer(x, labels, sample)
+    cka_rows = [x[test] for x in layers.values()]
+    quality.cka_matrix(cka_rows, cka_rows, np.arange(test.size))
+    ours_seconds = time.perf_counter() - start
+    result = {"ours": ours_seconds, "threads": quality.scoring_threads(), "nodes": int(rows.size)}
+    for side, metrics, cka in (("ours", ours_metrics, quality.cka_matrix),
+                               ("reference", reference_metrics,
+                                lambda a, b, n: np.array([[quality.linear_cka(x, y) for y in b] for x in a]))):
+        seconds, values = dict.fromkeys([*metrics, "cka"], 0.0), {}
+        for name, x in layers.items():
+            for metric, score in metrics.items():
+                start = time.perf_counter()
+                values[name, metric] = score(x)
+                seconds[metric] += time.perf_counter() - start
+        start = time.perf_counter()
+        values["cka"] = cka(cka_rows, cka_rows, np.arange(test.size))
+        seconds["cka"] = time.perf_counter() - start
+        result[f"{side}_parts"], result[f"{side}_values"] = seconds, values
+    result["reference"] = sum(result["reference_parts"].values())
+    ours, ref = result.pop("ours_values"), result.pop("reference_values")
+    result["difference"] = {metric: max(abs(ours[name, metric] - ref[name, metric]) for name in layers)
+                            for metric in ours_metrics}
+    result["difference"]["cka"] = float(np.abs(ours["cka"] - ref["cka"]).max())
+    return result
+
+
 # ---------------------------------------------------------------- the dashboard
 
 def compare_first_map(runs: Path, run_name: str, points: int) -> dict:
@@ -281,6 +361,20 @@ def compare_first_map(runs: Path, run_name: str, points: int) -> dict:
     return {"cold": cold, "warm": warm}
 
 
+def scoring_lines(r: dict) -> str:
+    """The scoring reference in words: both sides on the same rows in one
+    process, per metric, and the largest difference of each metric."""
+    parts = "knn_acc", "probe_acc", "silhouette", "cka"
+
+    def each(side: str) -> str:
+        return ", ".join(f"{part.removesuffix('_acc')} {r[side + '_parts'][part]:.1f}" for part in parts)
+
+    return (f"{'':4}same {r['nodes']:,} rows in one process, {r['threads']} threads: ours {r['ours']:.1f} s "
+            f"(each metric alone: {each('ours')}), reference {r['reference']:.1f} s ({each('reference')}): "
+            f"{r['reference'] / r['ours']:.1f}x\n{'':4}largest difference from the reference: "
+            + ", ".join(f"{part} {r['difference'][part]:.4f}" for part in parts) + " (each layer; goal <= 0.005)")
+
+
 # ---------------------------------------------------------------- main
 
 def main() -> None:
@@ -304,7 +398,7 @@ def main() -> None:
         sides = {"epoch": lambda: reference_epoch(args.folder), "embed": lambda: reference_embed(args.folder, args.run),
                  "epoch-gpu": lambda: reference_epoch_gpu(args.data_root, args.scale, args.device),
                  "embed-gpu": lambda: reference_embed_gpu(args.data_root, args.scale, args.run, args.device),
-                 "umap": lambda: reference_umap(args.run)}
+                 "umap": lambda: reference_umap(args.run), "scoring": lambda: reference_scoring(args.run)}
         print(json.dumps(sides[args.side]()))
         return
 
@@ -382,6 +476,7 @@ def main() -> None:
             sides = [("epoch", "epoch", REF_PYTHON), ("embed", "embed", REF_PYTHON)]
         if project:
             sides.append(("umap", "umap", Path(python)))
+        sides.append(("scoring", "scoring", Path(python)))
         for side, script_side, python_of in sides:
             ref[side] = step(f"reference {side}", [str(python_of), __file__, "--side", script_side,
                                                    "--folder", str(folder), "--run", str(run_dir),
@@ -421,12 +516,15 @@ def main() -> None:
              ""),
             ("embed of all layers (float16 files)", embedding["seconds"] - embedding["scoring_seconds"], train["peak"],
              "embed", "embed", "< 60 s"),
-            ("  scoring the layers (kNN, probe, CKA)", embedding["scoring_seconds"], train["peak"], None, "", "")]
+            ("  scoring the layers (kNN, probe, CKA)", embedding["scoring_seconds"], train["peak"], "scoring",
+             "reference", "< 10 s")]
     rows += [(f"UMAP of {SAMPLE:,} nodes, {name}", ours_umap[name], project["peak"], "umap", name, "< 120 s")
              for name in ours_umap]
     for label, ours, peak, side, key, goal in rows:
         cell, ref_peak, ratio = ref_cells(side, key, ours)
         print(f"{label:44}{ours:>9.1f}{peak / GIB:>10.2f}   {cell:>22}{ref_peak:>10}{ratio:>8}   {goal}")
+        if side == "scoring" and ref.get("scoring", {}).get("ended") == "ok":
+            print(scoring_lines(ref["scoring"]))
     pipeline = max(gen["peak"], meta["peak_rss_bytes"], train["peak"], project["peak"] if project else 0)
     print(f"{'peak memory of the whole pipeline':44}{'':>9}{pipeline / GIB:>10.2f}{'':>43}< 16 GiB")
     if gpu:
