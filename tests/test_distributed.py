@@ -46,26 +46,52 @@ def _layers(run: Path) -> dict[str, np.ndarray]:
     return {layer["name"]: np.load(run / layer["file"]) for layer in record["layers"]}
 
 
+SEEDS = (0, 1, 2)      # one seed's two runs differ by up to a point by chance: their means are compared
+
+
 @pytest.fixture(scope="module")
 def pair(shared_data, tmp_path_factory):
-    """The same run trained in one process (2 threads) and by two ranks (1 thread each)."""
+    """The same runs trained in one process (2 threads) and by two ranks (1
+    thread each), seeds 0-2; seed 0's are ``single`` and ``double``."""
     out = tmp_path_factory.mktemp("distributed")
-    common = (*TRAIN, "--epochs", "20", "--out", out, "--metrics", "none")
-    single = run_engine(*common, "--name", "single", env={"LAYERSCOPE_DATA": str(shared_data)})
-    assert single.returncode == 0, single.stderr
-    double = run_torchrun(*common, "--name", "double", shared_data=shared_data)
-    assert double.returncode == 0, double.stdout + double.stderr
-    return out, double
+    common = (*TRAIN, "--epochs", "30", "--out", out, "--metrics", "none")
+    outputs = {}
+    for seed in SEEDS:
+        suffix = str(seed) if seed else ""
+        single = run_engine(*common, "--seed", seed, "--name", f"single{suffix}",
+                            env={"LAYERSCOPE_DATA": str(shared_data)}, timeout=900)
+        assert single.returncode == 0, single.stderr
+        double = run_torchrun(*common, "--seed", seed, "--name", f"double{suffix}", shared_data=shared_data)
+        assert double.returncode == 0, double.stdout + double.stderr
+        outputs[seed] = double
+    return out, outputs[0]
+
+
+def _listed(stdout: str) -> list[str]:
+    """The run names ``engine list`` printed, one per line."""
+    return [line.split()[0] for line in stdout.splitlines() if line.strip()]
+
+
+def _test_accuracies(out: Path, name: str) -> np.ndarray:
+    return np.array([json.loads((out / f"{name}{seed or ''}" / "run.json").read_text())["metrics"]["test_acc"]
+                     for seed in SEEDS])
 
 
 def test_two_ranks_train_to_the_accuracy_of_one_process_on_disjoint_shards(pair):
+    """Two ranks sample other neighbourhoods than one process (each rank its
+    own generator), so one seed's runs differ as two seeds' do (up to a point
+    on Photo's 1,530 test nodes): the mean over three seeds is within a point."""
     out, result = pair
     single, double = (json.loads((out / name / "run.json").read_text()) for name in ("single", "double"))
     assert double["training"]["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert single["training"]["distributed"] is None
-    assert abs(double["metrics"]["test_acc"] - single["metrics"]["test_acc"]) <= 0.01, (
-        double["metrics"]["test_acc"], single["metrics"]["test_acc"])
-    assert double["metrics"]["test_acc"] > 0.88
+    ones, twos = _test_accuracies(out, "single"), _test_accuracies(out, "double")
+    difference = twos - ones
+    print(f"\ntest accuracy, seeds {list(SEEDS)}: one process {ones.round(4).tolist()} (mean {ones.mean():.4f}), "
+          f"two ranks {twos.round(4).tolist()} (mean {twos.mean():.4f}); difference {difference.mean():+.4f} "
+          f"± {difference.std(ddof=1) / np.sqrt(len(SEEDS)):.4f} (standard error)")
+    assert abs(difference.mean()) <= 0.01, (ones, twos)
+    assert twos.min() > 0.9 and ones.min() > 0.9
 
     # Every epoch the two ranks trained on disjoint parts that together are the
     # training split: their seed counts add up to it, and so do the digests of
@@ -83,7 +109,7 @@ def test_two_ranks_train_to_the_accuracy_of_one_process_on_disjoint_shards(pair)
     # Rank 0 alone printed, and the run reads back like any other.
     assert result.stdout.count("(best validation:") == 1, result.stdout
     listed = run_engine("list", "--out", out)
-    assert listed.returncode == 0 and listed.stdout.count("double") == 1, listed.stdout + listed.stderr
+    assert listed.returncode == 0 and _listed(listed.stdout).count("double") == 1, listed.stdout + listed.stderr
     assert set(_layers(out / "double")) == {"input", "hidden1", "hidden2", "logits"}
 
 
@@ -111,7 +137,7 @@ def test_two_ranks_embed_the_layers_one_process_writes(pair, shared_data):
     for key, value in expected.items():     # approx compares a dict's numbers, not the lists of its intervals
         assert hidden1["metrics"][key] == (value if value is None else pytest.approx(value)), key
     listed = run_engine("list", "--out", out)
-    assert listed.stdout.count("single") == 1, listed.stdout
+    assert _listed(listed.stdout).count("single") == 1, listed.stdout
     assert not [p for p in (out / "single").rglob(".*")], "temporary files left behind"
 
 
