@@ -282,3 +282,21 @@ def test_projection_modules_import_downwards_and_nothing_heavy():
         out = subprocess.run([sys.executable, "-c", code.format(m=module)], capture_output=True, text=True,
                              check=True).stdout
         assert out.strip() == repr(allowed), (module, out)
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_trustworthiness_is_scikit_learns(width):
+    """Ranks counted instead of sorted: the same value as scikit-learn's
+    trustworthiness (continuous rows: no tied distances), good map or bad."""
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    from layerscope.engine.projector import TRUST_K, trustworthiness
+
+    rng = np.random.default_rng(width)
+    x = rng.normal(size=(1_500, width)).astype(np.float32)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for xy in (unit[:, :2] + 0.05 * rng.normal(size=(1_500, 2)), rng.normal(size=(1_500, 2))):
+        ours = trustworthiness(x, xy.astype(np.float32))
+        assert ours == pytest.approx(sklearn_trustworthiness(unit, xy, n_neighbors=TRUST_K, metric="cosine"),
+                                     abs=1e-6)
+        assert 0.4 < ours < 1.0
