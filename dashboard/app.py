@@ -1,8 +1,9 @@
 """layerscope dashboard: ``streamlit run dashboard/app.py``.
 
 Reads run folders from ``checkpoints/`` (or ``$LAYERSCOPE_RUNS``). With no
-complete run there it builds the built-in demo run first (train, embed,
-project), so a fresh machine with no network shows a map.
+complete run there it builds the built-in demo run first (train and embed;
+Explore lays out its layers, the shown one first), so a fresh machine with
+no network shows a map.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if importlib.util.find_spec("layerscope") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layerscope.dashboard.demo import build_demo_run  # noqa: E402
+from layerscope.dashboard.layouts import warm_up_umap  # noqa: E402
 from layerscope.dashboard.readers import list_runs, open_run, runs_root  # noqa: E402
 from layerscope.dashboard.session import default_run, follow_link, init_state, offer_asked_layout  # noqa: E402
 from layerscope.dashboard.text import escape_markdown  # noqa: E402
@@ -31,6 +33,7 @@ PAGE_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">
 <path d="M32 6 L60 21 L32 36 L4 21 Z" fill="#1f77b3"/></g></svg>"""
 st.set_page_config(page_title="layerscope", page_icon=PAGE_ICON, layout="wide")
 init_state()
+warm_up_umap()
 
 names, warnings = list_runs()
 if not names:

@@ -6,6 +6,8 @@ starts a computation.
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from layerscope.dashboard.readers import open_run
@@ -14,6 +16,26 @@ from layerscope.dashboard.views import for_graph
 from layerscope.engine.errors import UserError
 from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, anchor_layer, project_layers
 from layerscope.engine.runs import Run
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_umap() -> threading.Thread:
+    """Once per server process, a thread that loads umap-learn's compiled
+    code (``engine.projector.warm_up``) while the person reads the first
+    page, or while the demo run trains: a first map then waits only for its
+    own layout."""
+    thread = threading.Thread(target=_warm_up, name="layerscope-umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up() -> None:
+    from layerscope.engine.projector import warm_up
+
+    try:
+        warm_up()
+    except Exception:       # noqa: BLE001 (best effort: a layout asked for later says what is wrong, in its page)
+        pass
 
 
 def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,

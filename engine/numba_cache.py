@@ -20,11 +20,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 _PACKAGES = ("umap", "pynndescent")
 _switched_on: Path | None = None
 _at_switch = {"hits": 0, "misses": 0}     # what importing umap compiled (eager signatures), before the switch
+_switching = threading.Lock()             # a warm-up thread and a page may ask at once
 
 
 def cache_dir() -> Path:
@@ -38,22 +40,26 @@ def cache_dir() -> Path:
 def umap_code():
     """``import umap``, with every numba function of umap-learn and
     pynndescent set to keep its compiled code in ``cache_dir()``; returns
-    the module. Cheap after the first call."""
-    global _switched_on, _at_switch
-    if _switched_on is None:
-        directory = cache_dir()
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(directory))     # read when numba is first imported
-        import numba
-
-        numba.config.CACHE_DIR = str(directory)      # and used when a cache is switched on
-        importlib.import_module("umap.umap_")      # umap and the modules a layout calls into
-
-        _switched_on = directory
-        for name, module in list(sys.modules.items()):
-            if module is not None and name.split(".")[0] in _PACKAGES:
-                _cache_functions(module)
-        _at_switch = _counts()
+    the module. Cheap after the first call, and safe from several threads."""
+    with _switching:
+        if _switched_on is None:
+            _switch_on()
     return sys.modules["umap"]
+
+
+def _switch_on() -> None:
+    global _switched_on, _at_switch
+    directory = cache_dir()
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(directory))     # read when numba is first imported
+    import numba
+
+    numba.config.CACHE_DIR = str(directory)      # and used when a cache is switched on
+    importlib.import_module("umap.umap_")      # umap and the modules a layout calls into
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.split(".")[0] in _PACKAGES:
+            _cache_functions(module)
+    _at_switch = _counts()
+    _switched_on = directory
 
 
 def _cache_functions(module) -> int:

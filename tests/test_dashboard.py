@@ -316,16 +316,17 @@ def test_export_offers_png_svg_and_html(app, runs):
 
 def test_a_layer_with_nan_rows_is_an_error_message_not_a_traceback(photo_run, tmp_path, monkeypatch):
     run_dir = shutil.copytree(photo_run, tmp_path / "runs" / "nan", ignore=shutil.ignore_patterns("projections"))
-    hidden1 = np.load(run_dir / "layers" / "hidden1.npy")
-    hidden1[3] = np.nan
-    np.save(run_dir / "layers" / "hidden1.npy", hidden1)
+    # hidden2: the layer Explore lays out first (the others follow once a browser has drawn its map)
+    hidden2 = np.load(run_dir / "layers" / "hidden2.npy")
+    hidden2[3] = np.nan
+    np.save(run_dir / "layers" / "hidden2.npy", hidden2)
     monkeypatch.setenv("LAYERSCOPE_RUNS", str(tmp_path / "runs"))
     at = AppTest.from_file(APP, default_timeout=300)
     at.session_state["projection"] = FAST
     at.run()
     _lay_out(at)
     assert not at.exception
-    assert "layer hidden1 has NaN or infinite values" in at.error[0].value
+    assert "layer hidden2 has NaN or infinite values" in at.error[0].value
 
 
 def test_metrics_gives_intervals_calls_overlapping_layers_a_tie_and_captions_layouts_as_explore(runs, tmp_path,

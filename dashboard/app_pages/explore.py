@@ -33,7 +33,7 @@ cfg = projection_settings()
 search, isolate, hide = legend_controls(class_names)
 st.columns(3)[0].selectbox("Colour by", list(COLOUR_MODES), format_func=COLOUR_MODES.get, key="colour_by")
 
-# A run without layouts: its first map is the shown layer's alone, the others are laid out below it after.
+# A run without layouts: its first map is the shown layer's alone; the others are laid out once it is drawn.
 all_layouts = layouts(run, cfg, first=st.session_state.layer)
 layout = all_layouts[st.session_state.layer]
 nodes = node_table(run)
@@ -45,8 +45,9 @@ style = MapStyle(colour_by=st.session_state.colour_by, title=run.name, shown=sho
 # Where the map distorts is measured for the layer shown, and only when asked (a few seconds).
 distortion = layout_distortion(run, st.session_state.layer, layout) if style.colour_by == "distortion" else None
 figure, offered = explore_map(run, st.session_state.layer, all_layouts, style, distortion)
+waiting = len(all_layouts) < len(layer_names)      # the first map alone: the others follow once it is drawn
 event = plotly_map(figure, key="explore_map", config=MAP_CONFIG, layer=st.session_state.layer, layers=offered,
-                   title=f"{run.name} · {{layer}}")
+                   title=f"{run.name} · {{layer}}", report_drawn=waiting)
 selected = np.asarray(event.nodes, dtype=np.int64)
 
 st.caption(f"Layouts: {projection_caption(cfg, layout, len(nodes))}")
@@ -57,7 +58,7 @@ if style.colour_by == "correct":
 if distortion is not None:
     st.caption(distortion_caption(distortion))
 
-if len(all_layouts) < len(layer_names):
+if waiting and event.drawn:         # laid out after the browser drew the first map, not competing with it
     layouts(run, cfg, compute=True)
     st.rerun()      # the figure with every layer, and its layer buttons
 

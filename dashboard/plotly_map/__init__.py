@@ -101,10 +101,11 @@ class MapEvent:
     state (``{"layer", "switch"}``: ``views.layer_switch``)."""
 
     nodes: list[int]
+    drawn: bool = False     # the browser drew this figure (reported when ``plotly_map(report_drawn=True)``)
 
 
 def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | None = None,
-               layers: list[str] | None = None, title: str | None = None) -> MapEvent:
+               layers: list[str] | None = None, title: str | None = None, report_drawn: bool = False) -> MapEvent:
     """Draw ``figure`` (a figure, or its JSON; ``layout.height`` tall, 640
     when unset).
 
@@ -113,12 +114,14 @@ def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | Non
     map offers as buttons above it: a button moves the points in the browser
     and then reports the layer. ``title`` replaces the figure's title, with
     ``{layer}`` standing for the layer shown; names in it are shown as
-    written (``escape_plotly``).
+    written (``escape_plotly``). ``report_drawn``: the browser says when it
+    has drawn this figure (a rerun whose event has ``drawn``), so a page can
+    start work that would compete with the drawing after it.
     """
     spec = figure if isinstance(figure, str) else figure.to_json()
     version = hashlib.blake2b(spec.encode(), digest_size=16).hexdigest()
     _publish(spec, version)
     title = None if title is None else escape_plotly(title)
     value = _component()[0](url=f"{MAPS}/{version}.json", version=version, config=config, layer=layer,
-                            layers=layers, title=title, key=key, default=None) or {}
-    return MapEvent([int(node) for node in value.get("nodes", [])])
+                            layers=layers, title=title, report_drawn=report_drawn, key=key, default=None) or {}
+    return MapEvent([int(node) for node in value.get("nodes", [])], drawn=value.get("drawn") == version)

@@ -26,6 +26,7 @@ let presses = 0;        // layer button presses so far: only the newest is repor
 let switched = null;    // {layer, id} of the last press reported
 let titleTemplate = null;   // the title, with "{layer}" where the layer's name goes
 let nodes = [];         // the selected node ids, last reported
+let drawn = null;       // the version last drawn that the server asked to hear of (args.report_drawn)
 let bound = false;
 
 function send(type, fields) {
@@ -34,7 +35,7 @@ function send(type, fields) {
 
 function report() {
   // The layer is the one the user last chose, never whatever a render moved the map to meanwhile.
-  const value = { nodes: nodes, layer: switched && switched.layer, switch: switched && switched.id };
+  const value = { nodes: nodes, layer: switched && switched.layer, switch: switched && switched.id, drawn: drawn };
   send("streamlit:setComponentValue", { value: value, dataType: "json" });
 }
 
@@ -181,6 +182,10 @@ async function draw(args, render) {
   bind();
   if (move === moves) mark(args.layer);
   map.dataset.version = args.version;       // tests and benchmarks wait on this
+  if (args.report_drawn) {                  // the server waits for it to lay out the other layers
+    drawn = args.version;
+    requestAnimationFrame(() => requestAnimationFrame(report));   // once the points are painted
+  }
   // Decode the other layers while the user looks (about 0.1 s each at 100,000 points), not on their click.
   setTimeout(() => (args.layers || []).forEach((layer) => coordinates(map.data, layer)), 0);
 }
