@@ -386,7 +386,9 @@ def main() -> None:
     parser.add_argument("--dashboard", action="store_true", help="also time Compare's first map in Chromium")
     parser.add_argument("--ref-limit", type=float, default=1800, help="seconds a reference step may take")
     parser.add_argument("--ref-memory", type=float, default=22, help="GiB a reference step may hold")
-    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-reference", action="store_true", help="measure no reference (same as --references '')")
+    parser.add_argument("--references", default="epoch,embed,umap,scoring",
+                        help="the references to measure, of epoch, embed, umap and scoring (default: all)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the steps an earlier run of this script finished (bench/.cache/scale/results.json); "
                              "run the rest")
@@ -467,16 +469,21 @@ def main() -> None:
         print("#   projection skipped: umap-learn is not installed here", flush=True)
 
     ref: dict = {}
-    if not args.skip_reference:
+    wanted = set() if args.skip_reference else set(filter(None, args.references.split(",")))
+    if wanted - {"epoch", "embed", "umap", "scoring"}:
+        parser.error(f"--references takes epoch, embed, umap and scoring, got {args.references!r}")
+    if wanted:
         limits = {"limit_s": args.ref_limit, "limit_bytes": args.ref_memory * GIB}
         if gpu:
             sides = [("epoch", "epoch-gpu", Path(python)), ("embed", "embed-gpu", Path(python))]
         else:
-            ensure_ref_venv()
             sides = [("epoch", "epoch", REF_PYTHON), ("embed", "embed", REF_PYTHON)]
         if project:
             sides.append(("umap", "umap", Path(python)))
         sides.append(("scoring", "scoring", Path(python)))
+        sides = [side for side in sides if side[0] in wanted]
+        if not gpu and wanted & {"epoch", "embed"}:
+            ensure_ref_venv()
         for side, script_side, python_of in sides:
             ref[side] = step(f"reference {side}", [str(python_of), __file__, "--side", script_side,
                                                    "--folder", str(folder), "--run", str(run_dir),
