@@ -86,3 +86,43 @@ def forward_layers(model, x, edge_index) -> list:
         outputs = outputs[:len(convs)]
     assert len(outputs) == len(convs) and torch.equal(outputs[-1], last)
     return [act(out) for out in outputs[:-1]] + [last]
+
+
+TENTH_POINTS = 10_000       # the tenth-size run's layouts: a 10,000-node sample (?points=10000 on the dashboard)
+
+
+@pytest.fixture(scope="session")
+def tenth_products_run(shared_data, tmp_path_factory) -> Path:
+    """``synthetic-products`` at a tenth of ogbn-products (244,903 nodes):
+    one epoch of the reference recipe, float16 layer files, every layer laid
+    out over a 10,000-node sample and every node placed on each layout. The
+    graph is generated into a private cache, never a user's. Shared by the
+    session, in a runs folder of its own: copy it before changing it."""
+    from layerscope.engine.config import TrainConfig
+    from layerscope.engine.pipeline import train_run
+    from layerscope.engine.placement import place_all_nodes
+    from layerscope.engine.project import ProjectionConfig, project_layers
+    from layerscope.engine.runs import read_run
+
+    runs = tmp_path_factory.mktemp("tenth-runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAYERSCOPE_CACHE", str(tmp_path_factory.mktemp("generator-cache")))
+        cfg = TrainConfig(dataset="synthetic-products", scale=0.1, model="sage", epochs=1, fanout=[15, 10, 5],
+                          sampler="builtin", data_root=str(shared_data))
+        train_run(cfg, runs, "products", progress=False, dtype="float16")
+    run = read_run(runs / "products")
+    projection = ProjectionConfig(sample=TENTH_POINTS)
+    place_all_nodes(run, project_layers(run, run.layer_names, projection), projection)
+    return runs / "products"
+
+
+def report_map_drawn(at, key: str = "explore_map") -> None:
+    """In an AppTest (no browser), what the browser does once it has drawn
+    the map ``key``: report it (``plotly_map(report_drawn=True)``), then rerun."""
+    import json
+
+    versions = [json.loads(c.proto.json_args)["version"] for c in at.get("component_instance")
+                if json.loads(c.proto.json_args).get("report_drawn")]
+    assert versions, "no map waits for its drawing to be reported"
+    at.session_state[key] = {"nodes": [], "drawn": versions[0]}
+    at.run()

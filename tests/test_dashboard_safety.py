@@ -24,7 +24,7 @@ from layerscope.dashboard.text import escape_markdown, escape_plotly
 from layerscope.engine.project import PROJECTIONS_DIR, ProjectionConfig, project_layers
 from layerscope.engine.runs import read_run
 from tests.browser import DEMO_RUN, demo_runs, name_a_layer_file, rename_everything
-from tests.conftest import ROOT
+from tests.conftest import ROOT, report_map_drawn
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ("explore", "compare", "metrics", "findings", "neighbours", "export")
@@ -160,6 +160,8 @@ def test_a_links_layout_is_computed_by_its_button_then_found_by_the_next_link(ru
     assert "this page uses 5,000" in at.info[0].value and _projections(runs) == before
     at.button(key="compute_asked_layout").click().run()
     assert not at.exception and not [i for i in at.info if "This link asks" in i.value]
+    assert len(_projections(runs) - before) == 2        # the shown layer's layout first, drawn before the others
+    report_map_drawn(at)
     made = _projections(runs) - before
     assert len(made) == 2 * (4 + 3)      # .parquet and .json of a raw layout per layer and three aligned ones
     assert any("1,995 of 5,000 nodes" in c.value for c in at.caption)      # 2,000 asked; stratified by category
