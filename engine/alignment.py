@@ -23,17 +23,25 @@ def procrustes(nodes: np.ndarray, xy: np.ndarray, ref_nodes: np.ndarray, ref_xy:
     # scipy.linalg.orthogonal_procrustes gives the rotation; not scipy.spatial.procrustes,
     # which rescales both layouts to unit size and returns them, where this moves
     # every node of the layout (shared or not) into the reference's frame and scale.
-    from scipy.linalg import orthogonal_procrustes
-
     shared, mine, theirs = np.intersect1d(nodes, ref_nodes, assume_unique=True, return_indices=True)
     if shared.size < 3:
         raise UserError(f"{name} shares {shared.size} nodes with its alignment reference; "
                         "use the same --sample and --seed")
-    a, b = xy[mine].astype(np.float64), ref_xy[theirs].astype(np.float64)
+    matrix, shift = similarity(xy[mine], ref_xy[theirs])
+    return (xy @ matrix + shift).astype(np.float32)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation (or reflection) with scale and the shift that move the
+    points ``a`` ((n, 2)) closest to ``b`` (row for row), by orthogonal
+    Procrustes: ``a @ matrix + shift``; a (2, 2) and a (2,) float64 array."""
+    from scipy.linalg import orthogonal_procrustes
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     a_mean, b_mean = a.mean(axis=0), b.mean(axis=0)
     rotation, singular_sum = orthogonal_procrustes(a - a_mean, b - b_mean)
-    scale = singular_sum / max(float(((a - a_mean) ** 2).sum()), 1e-12)
-    return ((xy - a_mean) @ rotation * scale + b_mean).astype(np.float32)
+    matrix = rotation * (singular_sum / max(float(((a - a_mean) ** 2).sum()), 1e-12))
+    return matrix, b_mean - a_mean @ matrix
 
 
 def aligned_umap(features: list[np.ndarray], projector: Projector) -> list[np.ndarray]:

@@ -6,7 +6,9 @@ so an entry exists once its JSON does. The key hashes everything that produced
 the layout: the layer file's content, the sampled nodes, the method and its
 parameters, the library and, for an aligned layout, the key of the layout it
 was aligned to. ``index.json`` lists the layouts by layer for other tools;
-``digests.json`` remembers each layer file's content hash. A read-only store
+``digests.json`` remembers each layer file's content hash. Every node's place
+on a layout of a sample is ``<key>.placed.npy``, (nodes, 2) float32 read
+memory-mapped, with ``<key>.placed.json`` written last. A read-only store
 never writes; a writing one first sweeps what a killed writer left.
 """
 
@@ -14,18 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from layerscope.engine.runs import Run, atomic_write_json, atomic_write_parquet
+from layerscope.engine.runs import Run, atomic_write_json, atomic_write_parquet, npy_shape, temporary_name
 from layerscope.engine.staging import sweep
 
 PROJECTIONS_DIR = "projections"
 DIGESTS_FILE = "digests.json"     # layer file -> (size, mtime) and its content hash, so it is hashed once
 INDEX_FILE = "index.json"         # layout key -> layer, file, what it is aligned to: found without hashing
+PLACED = "placed"                 # <key>.placed.npy: every node's place on the layout <key> (engine.placement)
 
 
 @dataclass
@@ -135,6 +141,43 @@ class LayoutStore:
         if layout is None and self.read_only:
             raise NotCached
         return layout if layout is not None else self.put(key, make())
+
+    def placement(self, key: str, num_nodes: int) -> tuple[np.ndarray, dict] | None:
+        """Every node's place on the layout ``key``: a read-only memory-mapped
+        (num_nodes, 2) float32 array and what made it; None when there is none
+        (or it is not a regular file of that shape: it is made again)."""
+        path, meta = self.folder / f"{key}.{PLACED}.npy", self.folder / f"{key}.{PLACED}.json"
+        try:
+            if not meta.exists() or not stat.S_ISREG(path.lstat().st_mode):
+                return None
+            shape, dtype = npy_shape(path)
+            if shape != (num_nodes, 2) or dtype != np.float32:
+                return None
+            info = json.loads(meta.read_text())
+            return np.load(path, mmap_mode="r", allow_pickle=False), info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            return None
+
+    def put_placement(self, key: str, num_nodes: int, fill: Callable[[np.ndarray], dict],
+                      info: dict) -> tuple[np.ndarray, dict]:
+        """Write every node's place on the layout ``key``: ``fill`` writes the
+        rows of a (num_nodes, 2) float32 memory-mapped array at a temporary
+        name, renamed when it returns; ``info`` and what ``fill`` returned are
+        written last. Returns ``placement(key, num_nodes)``."""
+        if self.read_only:
+            raise NotCached
+        self.folder.mkdir(exist_ok=True)
+        sweep(self.folder, depth=1)
+        path = self.folder / f"{key}.{PLACED}.npy"
+        # Named by thread too: two dashboard sessions (threads of one process) may place at once.
+        tmp = temporary_name(path.with_name(f"{path.name}.{threading.get_ident()}"))
+        places = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(num_nodes, 2))
+        info = {**info, **fill(places)}
+        places.flush()
+        del places
+        os.replace(tmp, path)
+        atomic_write_json(self.folder / f"{key}.{PLACED}.json", info)
+        return self.placement(key, num_nodes)
 
     def _index(self, key: str, info: dict) -> None:
         """Add the layout to ``index.json``: layer -> its layouts (file, kind,

@@ -21,6 +21,7 @@ import importlib
 import os
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 _PACKAGES = ("umap", "pynndescent")
@@ -54,6 +55,9 @@ def _switch_on() -> None:
     import numba
 
     numba.config.CACHE_DIR = str(directory)      # and used when a cache is switched on
+    # A few of pynndescent's functions hold objects numba cannot write to disk:
+    # they compile per process, as before, without a warning for each.
+    warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
     importlib.import_module("umap.umap_")      # umap and the modules a layout calls into
     for name, module in list(sys.modules.items()):
         if module is not None and name.split(".")[0] in _PACKAGES:

@@ -35,7 +35,6 @@ __all__ = ["ALIGNMENTS", "DEFAULT_SAMPLE", "INITS", "anchor_layer", "METHODS", "
 
 ALIGNMENTS = ("procrustes", "aligned-umap", "none")
 DEFAULT_SAMPLE = 50_000
-BLOCK_ROWS = 65_536         # rows normalised and reduced at a time with --all-nodes
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class ProjectionConfig:
 
     method: str = "umap"            # umap | pca
     sample: int | None = None       # nodes in the shared sample; None: 50,000, or every node of a smaller graph
-    all_nodes: bool = False         # also place every other node (UMAP transform, PCA projection)
+    all_nodes: bool = False         # also place every other node (engine.placement.place_all_nodes)
     n_neighbors: int = 15           # UMAP neighbourhood size
     min_dist: float = 0.1           # UMAP: how tightly points pack
     metric: str = "cosine"          # cosine | euclidean, in the layer's space
@@ -66,9 +65,8 @@ class ProjectionConfig:
         if self.sample is not None and self.sample > num_nodes and not self.all_nodes:
             raise UserError(f"--sample {self.sample:,} is larger than the graph ({num_nodes:,} nodes); "
                             f"use --all-nodes, or a sample of at most {num_nodes:,}")
-        if self.align == "aligned-umap" and (self.method != "umap" or self.all_nodes):
-            raise UserError("--align aligned-umap lays out the UMAP sample only; "
-                            "use --align procrustes with --method pca or --all-nodes")
+        if self.align == "aligned-umap" and self.method != "umap":
+            raise UserError("--align aligned-umap lays out UMAP layouts only; use --align procrustes with --method pca")
 
     def projector(self, transformable: bool = False, copy: bool = True) -> Projector:
         """The estimator that makes one layout with these parameters
@@ -164,7 +162,7 @@ def _project(run: Run, layers: list[str], cfg: ProjectionConfig, reference: list
         raise ValueError(f"{len(reference)} reference layouts for {len(layers)} layers")
     sample = np.arange(labels.size) if cfg.all_nodes and (cfg.sample or 0) >= labels.size \
         else shared_sample(labels, cfg.sample, cfg.seed)
-    report = _Progress(progress, steps=len(layers) * 2)
+    report = Progress(progress, steps=len(layers) * 2)
     if cfg.align == "aligned-umap":
         return _aligned_umap(run, layers, cfg, sample, store, report)
 
@@ -172,7 +170,7 @@ def _project(run: Run, layers: list[str], cfg: ProjectionConfig, reference: list
     made: dict[int, Layout] = {}
     for i in [*range(anchor, len(layers)), *range(anchor - 1, -1, -1)]:      # outward from the anchor
         name = layers[i]
-        raw = _stored(store, _raw_key(store, name, sample, cfg),
+        raw = _stored(store, raw_key(store, name, sample, cfg),
                       lambda name=name: _layout(run, name, sample, cfg, report), report, name)
         if cfg.align == "none":
             made[i] = raw
@@ -190,23 +188,25 @@ def _project(run: Run, layers: list[str], cfg: ProjectionConfig, reference: list
     return [made[i] for i in range(len(layers))]
 
 
-def _stored(store: LayoutStore, key: str, make: Callable[[], Layout], report: _Progress, what: str) -> Layout:
+def _stored(store: LayoutStore, key: str, make: Callable[[], Layout], report: Progress, what: str) -> Layout:
     """``store.get_or_make``, counted as a step of the progress bar."""
     layout = store.get_or_make(key, make)
     report.step(f"{what}{' (cached)' if layout.info['cached'] else ''}")
     return layout
 
 
-def _raw_key(store: LayoutStore, name: str, sample: np.ndarray, cfg: ProjectionConfig) -> str:
+def raw_key(store: LayoutStore, name: str, sample: np.ndarray, cfg: ProjectionConfig) -> str:
+    """The cache key of layer ``name``'s unaligned layout of ``sample`` made with ``cfg``."""
     # Aligning reuses the raw layout; the sample is keyed by its node ids alone
-    # (sample=None and sample=50,000 that pick the same nodes share a layout).
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("align", "sample")}
+    # (sample=None and sample=50,000 that pick the same nodes share a layout),
+    # and placing every other node (all_nodes) leaves the sample's layout as it is.
+    params = {**{k: v for k, v in asdict(cfg).items() if k not in ("align", "sample")}, "all_nodes": False}
     return store.raw_key(name, sample, params, backend(cfg.method))
 
 
 # --- making a layout ---------------------------------------------------------
 
-def _rows(run: Run, name: str, nodes: np.ndarray) -> np.ndarray:
+def layer_rows(run: Run, name: str, nodes: np.ndarray) -> np.ndarray:
     """The layer's rows for ``nodes`` as a new float32 array, checked finite; (len(nodes), dim)."""
     x = np.asarray(run.layer(name)[nodes], dtype=np.float32)
     bad = ~np.isfinite(x).all(axis=1)
@@ -216,50 +216,32 @@ def _rows(run: Run, name: str, nodes: np.ndarray) -> np.ndarray:
     return x
 
 
-def _layout(run: Run, name: str, sample: np.ndarray, cfg: ProjectionConfig, report: _Progress) -> Layout:
-    """Lay out the sample (and with ``all_nodes`` every other node) of one layer."""
+def _layout(run: Run, name: str, sample: np.ndarray, cfg: ProjectionConfig, report: Progress) -> Layout:
+    """Lay out the sample of one layer."""
     start = time.perf_counter()
     stages = {"pca": f"PCA of {len(sample):,} nodes", "neighbours": f"neighbour graph of {len(sample):,} nodes",
               "layout": "UMAP layout"}
-    projector = cfg.projector(transformable=cfg.all_nodes, copy=False)     # _rows are ours to normalise
-    xy = projector.fit_transform(_rows(run, name, sample), lambda stage: report.status(f"{name}: {stages[stage]}"))
-    nodes = sample
-    if cfg.all_nodes:
-        nodes, xy = _place_the_rest(run, name, sample, xy, projector, report)
+    projector = cfg.projector(copy=False)     # layer_rows are ours to normalise
+    xy = projector.fit_transform(layer_rows(run, name, sample),
+                                 lambda stage: report.status(f"{name}: {stages[stage]}"))
     seconds = time.perf_counter() - start
     report.status(f"{name}: trustworthiness")
-    trust = _trustworthiness(run, name, nodes, xy, cfg)
-    return Layout(name, nodes, xy, {"params": asdict(cfg), "seconds": round(seconds, 3),
+    trust = _trustworthiness(run, name, sample, xy, cfg)
+    return Layout(name, sample, xy, {"params": asdict(cfg), "seconds": round(seconds, 3),
                                      "trust_seconds": round(time.perf_counter() - start - seconds, 3),
                                      "trustworthiness": trust, "aligned_to": None, "backend": backend(cfg.method)})
-
-
-def _place_the_rest(run: Run, name: str, sample: np.ndarray, xy: np.ndarray, projector: Projector,
-                    report: _Progress) -> tuple[np.ndarray, np.ndarray]:
-    """Every node of the layer and its place, sorted by node: the sample's
-    layout ``xy`` and the other nodes placed on it by ``projector.transform``."""
-    num_nodes = run.record["dataset"]["num_nodes"]
-    if len(sample) >= num_nodes:
-        return sample, xy
-    rest = np.setdiff1d(np.arange(num_nodes), sample)
-    report.status(f"{name}: placing the other {rest.size:,} nodes")
-    placed = [projector.transform(_rows(run, name, rest[i:i + BLOCK_ROWS])) for i in range(0, rest.size, BLOCK_ROWS)]
-    nodes = np.concatenate([sample, rest])
-    xy = np.concatenate([xy, *placed])
-    order = np.argsort(nodes, kind="stable")
-    return nodes[order], xy[order]
 
 
 def _trustworthiness(run: Run, name: str, nodes: np.ndarray, xy: np.ndarray, cfg: ProjectionConfig) -> float:
     """The layout's trustworthiness on a fixed subsample of its nodes (``projector.trustworthiness``)."""
     pick = trust_sample(len(nodes), cfg.seed)
-    return trustworthiness(_rows(run, name, nodes[pick]), xy[pick], cfg.metric)
+    return trustworthiness(layer_rows(run, name, nodes[pick]), xy[pick], cfg.metric)
 
 
 def _aligned_umap(run: Run, layers: list[str], cfg: ProjectionConfig, sample: np.ndarray, store: LayoutStore,
-                  report: _Progress) -> list[Layout]:
+                  report: Progress) -> list[Layout]:
     """All layers laid out together (``alignment.aligned_umap``), keyed as a group."""
-    group = digest({"aligned-umap": [_raw_key(store, name, sample, cfg) for name in layers]})
+    group = digest({"aligned-umap": [raw_key(store, name, sample, cfg) for name in layers]})
     keys = [digest({"group": group, "layer": i}) for i in range(len(layers))]
     cached = [store.get(key) for key in keys]
     if all(layout is not None for layout in cached):
@@ -273,7 +255,7 @@ def _aligned_umap(run: Run, layers: list[str], cfg: ProjectionConfig, sample: np
     features = []
     for name in layers:
         report.status(f"{name}: reading")
-        features.append(projector.features(_rows(run, name, sample)))
+        features.append(projector.features(layer_rows(run, name, sample)))
         report.step(f"{name}: read")
     report.status(f"AlignedUMAP of {len(layers)} layers x {len(sample):,} nodes")
     embeddings = aligned_umap(features, projector)
@@ -295,7 +277,7 @@ def _procrustes(layout: Layout, target: Layout) -> Layout:
     return Layout(layout.layer, layout.nodes, xy, {**layout.info, "aligned_to": target.info["key"]})
 
 
-class _Progress:
+class Progress:
     """A tqdm bar, a caller's callback, or nothing; ``status`` names the stage under way."""
 
     def __init__(self, progress: bool | Callable[[int, int, str], None], steps: int):

@@ -64,7 +64,9 @@ def _add_project(commands) -> None:
                          help=f"nodes in the shared sample (default {DEFAULT_SAMPLE:,}, or every node of a "
                               "smaller graph)")
     project.add_argument("--all-nodes", action="store_true",
-                         help="also place every node outside the sample (UMAP transform)")
+                         help="also place every node outside the sample: at the weighted mean of its nearest "
+                              "sampled nodes' places (umap-learn's transform without its epochs), kept in "
+                              "RUN/projections/KEY.placed.npy")
     project.add_argument("--method", default=p.method, choices=METHODS, help="UMAP, or a 2-D PCA")
     project.add_argument("--n-neighbors", type=int, default=p.n_neighbors, help="UMAP neighbourhood size")
     project.add_argument("--min-dist", type=float, default=p.min_dist, help="UMAP minimum distance")
@@ -188,6 +190,15 @@ def _project(args: argparse.Namespace) -> int:
         seconds = "cached" if info["cached"] else f"{info['seconds']:.1f}"
         print(f"  {layout.layer:12} {seconds:>8} {info['trustworthiness']:>15.4f}  "
               f"projections/{info['key']}.parquet")
+    if args.all_nodes:
+        from layerscope.engine.placement import place_all_nodes
+
+        placements = place_all_nodes(run, layouts, cfg, progress=not args.quiet)
+        print(f"every node placed ({run.record['dataset']['num_nodes']:,}):")
+        for placement in placements:
+            info = placement.info
+            print(f"  {placement.layer:12} {info.get('placed', 0):,} placed in {info.get('seconds', 0):.1f} s  "
+                  f"projections/{info.get('layout')}.placed.npy")
     return 0
 
 
