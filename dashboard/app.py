@@ -20,7 +20,7 @@ if importlib.util.find_spec("layerscope") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layerscope.dashboard.demo import build_demo_run  # noqa: E402
-from layerscope.dashboard.layouts import warm_up_umap  # noqa: E402
+from layerscope.dashboard.layouts import expect_layouts  # noqa: E402
 from layerscope.dashboard.readers import list_runs, open_run, runs_root  # noqa: E402
 from layerscope.dashboard.session import default_run, follow_link, init_state, offer_asked_layout  # noqa: E402
 from layerscope.dashboard.text import escape_markdown  # noqa: E402
@@ -33,7 +33,6 @@ PAGE_ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">
 <path d="M32 6 L60 21 L32 36 L4 21 Z" fill="#1f77b3"/></g></svg>"""
 st.set_page_config(page_title="layerscope", page_icon=PAGE_ICON, layout="wide")
 init_state()
-warm_up_umap()
 
 names, warnings = list_runs()
 if not names:
@@ -52,6 +51,7 @@ if st.session_state.run not in names:
 st.sidebar.title("layerscope")
 st.sidebar.selectbox("Run", names, key="run")
 run = open_run(st.session_state.run)
+expect_layouts(run, st.session_state.projection)
 data, model = run.record["dataset"], run.record["model"]
 # Runs of models trained elsewhere have no objective of ours: say where they came from.
 origin = {"python": "from Python", "checkpoint": "from a state dict"}.get((run.record.get("source") or {}).get("kind"),

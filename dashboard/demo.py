@@ -7,6 +7,7 @@ import threading
 
 import streamlit as st
 
+from layerscope.dashboard.layouts import warm_up_umap
 from layerscope.dashboard.readers import runs_root
 from layerscope.engine.runs import RUN_FILE
 
@@ -30,6 +31,7 @@ def build_demo_run() -> None:
     from layerscope.engine.pipeline import train_run
     from layerscope.engine.runs import PENDING_FILE, RESUME_FILE
 
+    warm_up_umap()      # compiled (or read back) while the demo trains
     root = runs_root()
     run_dir = root / DEMO_RUN
     with st.status("No runs yet: building the demo run (train and embed; about a minute)…",

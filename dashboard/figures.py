@@ -37,6 +37,7 @@ DISTORTION_SCALE = "Cividis"    # colour-blind-safe; dark: few of a point's neig
 UNMEASURED = "#c7c7c7"          # points a distortion map does not measure (engine.faithfulness.MAX_POINTS)
 SPLIT_COLOURS = ("#4c78a8", "#f58518", "#54a24b")
 FADED = 0.12            # opacity of points outside a highlight
+OVER_DENSITY = 0.6      # points' size over a density of every node (``MapStyle.over_density``)
 MAX_TRACES = 400        # above this many hover groups, wrong predictions are grouped per category
 # Nothing on a chart's toolbar leaves the machine: plotly.js offers a
 # share-to-cloud button (showSendToCloud) unless told not to.
@@ -113,6 +114,8 @@ class MapStyle:
     marks: dict[str, np.ndarray] | None = None   # a few node sets drawn on top, ringed, each named
     anchor: int | None = None             # one node drawn last of all, large, ringed and labelled (Neighbours')
     ranges: tuple[tuple[float, float], tuple[float, float]] | None = None   # shared (x, y) axis ranges
+    counts: dict[str, str] | None = None  # category name -> its legend name with counts (``views.legend_counts``)
+    over_density: bool = False            # every node is drawn under the points: smaller points let it show
     height: int = 640
     legend: bool = True
 
@@ -160,7 +163,7 @@ def map_figure(frame: pd.DataFrame, class_names: list[str], style: MapStyle = Ma
     rank = {name: i for i, name in enumerate(_legend_order(style.colour_by, class_names))}
     traces.sort(key=lambda t: rank.get(t["name"], len(rank)))
     for trace in traces:        # names come from the run folder: shown as written, no tags rendered
-        trace["name"] = escape_plotly(trace["name"])
+        trace["name"] = escape_plotly((style.counts or {}).get(trace["name"], trace["name"]))
     anchor = None if style.anchor is None else frame[frame["node"] == style.anchor]
     if anchor is not None and len(anchor):      # last: drawn over every other marker
         traces.append(_anchor_trace(anchor, class_names, palette, marker_size(len(frame))))
@@ -194,10 +197,10 @@ def _point_traces(frame: pd.DataFrame, class_names: list[str], palette: list[str
     has_prediction = bool((frame["prediction"] >= 0).any())
     colour_column = {"category": "label", "prediction": "prediction", "correct": "correct",
                      "split": "split", "degree": None, "distortion": "measured"}[style.colour_by]
+    size = marker_size(len(frame)) * (OVER_DENSITY if style.over_density else 1.0)
     if style.colour_by == "correct" and has_prediction:
-        return correct_traces(frame, class_names, style, layers, marker_size(len(frame)), FADED)
+        return correct_traces(frame, class_names, style, layers, size, FADED)
     keys = _hover_keys(frame, colour_column, has_prediction)
-    size = marker_size(len(frame))
     # Sort once by the hover keys and cut the arrays into runs of equal keys:
     # a pandas groupby costs more than the figure itself at 100,000 points.
     columns = {key: frame[key].to_numpy() for key in keys}

@@ -10,6 +10,7 @@ import threading
 
 import streamlit as st
 
+from layerscope.dashboard.links import cached_layouts
 from layerscope.dashboard.readers import open_run
 from layerscope.dashboard.text import escape_markdown
 from layerscope.dashboard.views import for_graph
@@ -18,24 +19,46 @@ from layerscope.engine.project import DEFAULT_SAMPLE, Layout, ProjectionConfig, 
 from layerscope.engine.runs import Run
 
 
+# Compiled code a page will need, loaded in a thread of its own while the
+# person reads: a first map then waits only for its own work. Best effort:
+# what fails here says what is wrong later, in the page that needs it. Only
+# when it will be needed: the import contends with the page for the GIL.
+
 @st.cache_resource(show_spinner=False)
 def warm_up_umap() -> threading.Thread:
-    """Once per server process, a thread that loads umap-learn's compiled
-    code (``engine.projector.warm_up``) while the person reads the first
-    page, or while the demo run trains: a first map then waits only for its
-    own layout."""
-    thread = threading.Thread(target=_warm_up, name="layerscope-umap-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
-def _warm_up() -> None:
+    """Once per server process, when a page first offers to lay a run out
+    (or the demo run trains): umap-learn's compiled code read back from
+    numba's disk cache, or compiled into it (``engine.projector.warm_up``)."""
     from layerscope.engine.projector import warm_up
 
-    try:
-        warm_up()
-    except Exception:       # noqa: BLE001 (best effort: a layout asked for later says what is wrong, in its page)
-        pass
+    global _umap_warming
+    _umap_warming = True
+    return _in_a_thread(warm_up, "layerscope-umap-warm-up")
+
+
+def expect_layouts(run: Run, cfg: ProjectionConfig) -> None:
+    """``warm_up_umap`` as a session opens a run whose layouts for ``cfg``
+    are not all cached: a page will offer to lay it out. Looks once per
+    process, until the warm-up has started."""
+    global _umap_warming
+    if not _umap_warming and cached_layouts(run, run.layer_names,
+                                            for_graph(cfg, run.record["dataset"]["num_nodes"])) is None:
+        warm_up_umap()
+
+
+_umap_warming = False
+
+
+def _in_a_thread(work, name: str) -> threading.Thread:
+    def run() -> None:
+        try:
+            work()
+        except Exception:       # noqa: BLE001 (best effort, see above)
+            pass
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def layouts(run: Run, cfg: ProjectionConfig, layers: list[str] | None = None,
@@ -88,6 +111,7 @@ def _compute(run: Run, names: list[str], cfg: ProjectionConfig, reference: list[
 def _offer_layouts(run: Run, cfg: ProjectionConfig, names: list[str]) -> None:
     """A note that these layouts are not in the run's cache, and the button
     that computes them; stops the page until it is pressed."""
+    warm_up_umap()      # while the person reads the note
     points = min(cfg.sample or DEFAULT_SAMPLE, run.record["dataset"]["num_nodes"])
     st.info(escape_markdown(f"{run.name} has no {cfg.method.upper()} layout of {points:,} points for "
                             f"{', '.join(names)} yet; laying them out writes them to its projections/ folder "

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from layerscope.dashboard.density import Density, data_url, draw_density, layout_image
 from layerscope.dashboard.error_map import CORRECT_COLOURS, drawing_order, spell_hovers
 from layerscope.dashboard.evidence import RunEvidence, SlideEvidence
 from layerscope.dashboard.figures import (MAP_CONFIG, SPLIT_COLOURS, MapStyle, category_palette, legend_entries,
@@ -124,7 +125,8 @@ def _legend_layout(entries: list[tuple[str, str]]) -> tuple[float, float, int]:
 
 
 def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], colour_by: str, title: str,
-                provenance: str, strip: str = "", captions: list[str] | None = None, verdict: str = ""):
+                provenance: str, strip: str = "", captions: list[str] | None = None, verdict: str = "",
+                densities: list[Density | None] | None = None):
     """One or more maps (``(panel title, map_frame)``) on a matplotlib
     figure: the title, under it the metrics ``strip``, each map with its
     title and the numbers of ``captions`` (one text per panel, lines split
@@ -133,7 +135,8 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
     16:9 slide; several form a compact grid (``panel_grid``) on shared axes.
     ``image_bytes`` turns it into PNG or SVG. Every text is drawn as written:
     no ``$...$`` is read as mathtext (names come from run folders, and a
-    malformed formula would fail the drawing)."""
+    malformed formula would fail the drawing). ``densities``: per panel, an
+    image of every node under its points (``density.Density``) or None."""
     from matplotlib.figure import Figure
 
     captions = captions or [""] * len(panels)
@@ -156,8 +159,11 @@ def static_maps(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], 
     figure = Figure(figsize=geometry.size, dpi=DPI)
     ranges = shared_ranges([frame for _, frame in panels])
     palette = category_palette(len(class_names))
-    for (panel_title, frame), caption, (left, bottom, w, h) in zip(panels, texts["captions"], geometry.panels):
+    for (panel_title, frame), caption, (left, bottom, w, h), density in zip(panels, texts["captions"],
+                                                                            geometry.panels,
+                                                                            densities or [None] * len(panels)):
         axes = figure.add_axes((left / width, bottom / height, w / width, h / height))
+        draw_density(axes, density)
         _scatter(axes, frame, colour_by, palette, min(w, h))
         x, y = fit_limits(ranges, w / h)
         axes.set_xlim(*x), axes.set_ylim(*y)
@@ -356,16 +362,21 @@ def provenance(run_name: str, layers: list[str], projection: str) -> str:
 
 def export_files(panels: list[tuple[str, pd.DataFrame]], class_names: list[str], colour_by: str, title: str,
                  provenance: str, table: pd.DataFrame, slide: SlideEvidence | None = None,
-                 runs: list[RunEvidence] = ()) -> dict[str, bytes]:
+                 runs: list[RunEvidence] = (), densities: list[Density | None] | None = None) -> dict[str, bytes]:
     """Everything the Export page hands out for one view, made at once:
     ``png`` and ``svg`` (``static_maps`` with the ``slide``'s strip, panel
     captions and verdict) and ``html`` (``html_report`` with the interactive
-    maps on shared axes, the quality ``table`` and the ``runs``' evidence)."""
+    maps on shared axes, the quality ``table`` and the ``runs``' evidence),
+    each map over its panel's density of every node when ``densities`` has one."""
     slide = slide or SlideEvidence("", [""] * len(panels), "")
-    figure = static_maps(panels, class_names, colour_by, title, provenance, *slide)
+    densities = densities or [None] * len(panels)
+    figure = static_maps(panels, class_names, colour_by, title, provenance, *slide, densities=densities)
     ranges = shared_ranges([frame for _, frame in panels])
     maps = [map_figure(frame, class_names, MapStyle(colour_by=colour_by, title=panel_title, ranges=ranges, height=620))
             for panel_title, frame in panels]
+    for figure_map, density in zip(maps, densities):        # inlined: the report opens offline
+        if density is not None:
+            figure_map.update_layout(images=[layout_image(data_url(density.png), density.x_range, density.y_range)])
     return {"png": image_bytes(figure, "png"), "svg": image_bytes(figure, "svg"),
             "html": html_report(title, maps, table, provenance, runs, slide.strip).encode()}
 

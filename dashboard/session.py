@@ -37,6 +37,7 @@ DEFAULTS = {
     "asked_projection": None,    # (run, config) a link asked for that the run's cache lacks: offered, not computed
     "may_compute": False,        # a control of this session asked for layouts (a button, the projection settings)
     "laid_out_here": {},         # layout key -> its info, for the layouts this session computed (their timing)
+    "density": True,             # every node of the graph drawn as a density under a sample's points
     "neighbour_node": 0,
     "neighbour_k": 10,
     "export_files": None,        # {"key", "png", "svg", "html"}: the Export page's files, made when asked

@@ -294,3 +294,51 @@ def metrics_html_table(table: pd.DataFrame) -> pd.DataFrame:
         for value in table["trustworthiness"]]
     shown["test nodes scored"] = ["—" if pd.isna(n) else f"{int(n):,}" for n in table["scored_nodes"]]
     return shown
+
+
+def map_view(reported: dict | None) -> tuple[tuple[float, float], tuple[float, float], tuple[int, int]] | None:
+    """The range a map shows after a zoom or pan, from its value (``{"view":
+    {"x": [x0, x1], "y": [y0, y1], "size": [w, h]}}``, what the browser sent):
+    ((x0, x1), (y0, y1), (width, height) in pixels), or None when it sent
+    none or anything but finite increasing ranges and a plausible size."""
+    view = (reported or {}).get("view") if isinstance(reported, dict) else None
+    try:
+        (x0, x1), (y0, y1), (width, height) = view["x"], view["y"], view["size"]
+        x0, x1, y0, y1, width, height = (float(v) for v in (x0, x1, y0, y1, width, height))
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not (np.isfinite([x0, x1, y0, y1]).all() and x0 < x1 and y0 < y1 and 10 <= width <= 10_000
+            and 10 <= height <= 10_000):
+        return None
+    return (x0, x1), (y0, y1), (int(width), int(height))
+
+
+def legend_counts(nodes: pd.DataFrame, points: np.ndarray, colour_by: str,
+                  class_names: list[str]) -> dict[str, str] | None:
+    """Legend names that say how many nodes each category has in the whole
+    graph and how many the map draws as points: ``{name: "name · 668,950
+    (13,590 as points)"}``, for a map coloured by category or predicted
+    category whose points (``points``, node ids) are a sample; else None."""
+    column = {"category": "label", "prediction": "prediction"}.get(colour_by)
+    if column is None or len(points) >= len(nodes):
+        return None
+    codes = nodes[column].to_numpy(np.int64) if column == "label" else nodes[column].cat.codes.to_numpy(np.int64)
+    everywhere = np.bincount(codes[codes >= 0], minlength=len(class_names))
+    drawn_codes = codes[points]
+    drawn = np.bincount(drawn_codes[drawn_codes >= 0], minlength=len(class_names))
+    return {name: f"{name} · {everywhere[i]:,} ({drawn[i]:,} as points)" for i, name in enumerate(class_names)}
+
+
+def density_caption(every, points: int, colour_by: str) -> str:
+    """What the density under a map shows, in one line (``every``: the
+    ``engine.placement.Placement`` it is drawn from)."""
+    total = len(every.xy)
+    colour = {"category": "each pixel the mix of its nodes' categories",
+              "prediction": "each pixel the mix of its nodes' predicted categories"}.get(
+        colour_by, "in grey (the density mixes categories and predictions only)")
+    seconds = every.info.get("seconds")
+    timing = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    method = every.info.get("method") if isinstance(every.info.get("method"), str) else "on the layout"
+    return (f"Under the points: all {total:,} nodes as a density, {colour}, darker where more nodes lie; the "
+            f"{total - points:,} outside the sample placed {escape_markdown(method)}{timing}. "
+            "Zoom in to draw it finer.")

@@ -4,7 +4,6 @@ of ogbn-products' size (train, embed, project, read back as the dashboard does).
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from layerscope.engine.data import load_dataset
 from layerscope.engine.data.products import NUM_EDGES, NUM_NODES
+from tests.conftest import TENTH_POINTS
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +70,16 @@ def test_synthetic_products_is_cached_and_deterministic(shared_data, cache):
         assert np.array_equal(np.load(rebuilt / f"{key}.npy"), np.load(folders[0] / f"{key}.npy")), key
 
 
-def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, cache, tmp_path):
+def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(tenth_products_run):
     """ogbn-products at a tenth (244,903 nodes, 12.4M directed edges): one
-    epoch of the reference recipe, float16 dumps, a projection, the dashboard's reader."""
+    epoch of the reference recipe, float16 dumps, a projection with every
+    node placed, the dashboard's reader."""
+    from layerscope.engine.placement import place_all_nodes
     from layerscope.engine.project import ProjectionConfig, project_layers
     from layerscope.engine.runs import read_run, scan_runs
-    from layerscope.engine.config import TrainConfig
-    from layerscope.engine.pipeline import train_run
 
-    start = time.perf_counter()
-    cfg = TrainConfig(dataset="synthetic-products", scale=0.1, model="sage", epochs=1, fanout=[15, 10, 5],
-                      sampler="builtin", data_root=str(shared_data))
-    record = train_run(cfg, tmp_path, "products", progress=False, dtype="float16")
-    run = read_run(tmp_path / "products")
+    run = read_run(tenth_products_run)
+    record = run.record
     assert record["dataset"]["num_nodes"] == 244_903 and record["training"]["mode"] == "sampled"
     # One epoch on features that alone say little: well above the 27% of always guessing Books.
     assert record["metrics"]["test_acc"] > 0.5, record["metrics"]
@@ -91,16 +88,20 @@ def test_tenth_size_pipeline_trains_embeds_projects_and_reads_back(shared_data, 
     assert all(run.layer(name).dtype == np.float16 for name in names)
     assert run.layer("hidden1").shape == (244_903, 256)
 
-    layouts = project_layers(run, ["hidden1", "logits"], ProjectionConfig(sample=10_000), progress=False)
+    cfg = ProjectionConfig(sample=TENTH_POINTS)
+    layouts = project_layers(run, names, cfg, cached_only=True)
     for layout in layouts:      # the category-stratified sample keeps at least one node of every category
-        assert abs(layout.nodes.size - 10_000) <= 47 and layout.xy.shape == (layout.nodes.size, 2)
+        assert abs(layout.nodes.size - TENTH_POINTS) <= 47 and layout.xy.shape == (layout.nodes.size, 2)
         assert np.isfinite(layout.xy).all() and np.array_equal(layout.nodes, layouts[0].nodes)
-    runs, broken = scan_runs(tmp_path)
+    for placement, layout in zip(place_all_nodes(run, layouts, cfg, cached_only=True), layouts):
+        assert placement.xy.shape == (244_903, 2) and np.isfinite(placement.xy).all()
+        np.testing.assert_allclose(placement.xy[layout.nodes], layout.xy, atol=1e-4 * np.ptp(layout.xy))
+        print(f"{layout.layer}: {placement.info['placed']:,} nodes placed in {placement.info['seconds']:.1f} s")
+    runs, broken = scan_runs(tenth_products_run.parent)
     assert [r.name for r in runs] == ["products"] and not broken
     nodes = runs[0].nodes()
     assert len(nodes) == 244_903 and nodes["degree"].sum() == record["dataset"]["num_edges"]
-    assert json.loads((tmp_path / "products" / "run.json").read_text())["layers"][1]["dtype"] == "float16"
-    print(f"tenth-size pipeline: {time.perf_counter() - start:.0f} s (bench/scale.py times it against references)")
+    assert json.loads((tenth_products_run / "run.json").read_text())["layers"][1]["dtype"] == "float16"
 
 
 def test_a_graph_above_the_compaction_size_keeps_only_an_int32_csr(monkeypatch, tmp_path):

@@ -7,6 +7,7 @@ import streamlit as st
 from layerscope.dashboard.figures import (GRID_COLOUR_MODES, MAP_CONFIG, MapStyle, category_filter, legend_entries,
                                           legend_html, map_figure, map_frame, shared_ranges)
 from layerscope.dashboard.error_map import correct_caption
+from layerscope.dashboard.every_node import density_layer, placement
 from layerscope.dashboard.layouts import compare_panels
 from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
 from layerscope.dashboard.plotly_map import plotly_map
@@ -69,11 +70,14 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
     if index % COLUMNS == 0:
         row = st.columns(COLUMNS)
     with row[index % COLUMNS]:
+        every = placement(panel_run, layout, cfg) if st.session_state.density else None
         style = MapStyle(colour_by=colour_by, title=f"{panel_run.name} · {layer}", shown=shown, ranges=ranges,
                          matched=matched if search.strip() else None, height=height,
-                         selected=selection if selection.size else None, legend=False)
+                         selected=selection if selection.size else None, legend=False, over_density=every is not None)
+        density = None if every is None else density_layer(panel_run, layout, every, colour_by, shown,
+                                                           (*ranges, (520, height)), follow=False)
         reported.append(plotly_map(map_figure(frame, class_names, style), key=f"compare_panel_{index}",
-                                   config=MAP_CONFIG).nodes)
+                                   config=MAP_CONFIG, density=density).nodes)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
         if len(set(wrong)) > 1:
             st.caption(wrong[index])

@@ -6,7 +6,8 @@ and confusion table) that opens offline."""
 import streamlit as st
 
 from layerscope.dashboard.evidence import run_evidence, slide_evidence
-from layerscope.dashboard.figures import COLOUR_MODES, GRID_COLOUR_MODES, map_frame
+from layerscope.dashboard.every_node import export_densities
+from layerscope.dashboard.figures import COLOUR_MODES, GRID_COLOUR_MODES, map_frame, shared_ranges
 from layerscope.dashboard.layouts import compare_panels, layouts
 from layerscope.dashboard.panels import projection_settings
 from layerscope.dashboard.readers import findings, node_table, open_run
@@ -47,7 +48,7 @@ line = provenance(", ".join(dict.fromkeys(p[0].name for p in panels)), list(dict
 st.caption(f"Provenance line: {escape_markdown(line)}")
 
 # The files are drawn when asked (a 2,000 × 1,125 PNG takes seconds), then kept for this view.
-key = export_key(title, line, colour_by, panels)
+key = (export_key(title, line, colour_by, panels), st.session_state.density)
 if st.button("Draw the exports", key="export_make", type="primary", icon=":material/palette:",
              disabled=(st.session_state.export_files or {}).get("key") == key):
     runs = list({panel_run.name: panel_run for panel_run, _, _ in panels}.values())
@@ -58,8 +59,10 @@ if st.button("Draw the exports", key="export_make", type="primary", icon=":mater
         except UserError as e:      # e.g. a layer with NaN rows: say which, keep the rest of the app
             st.error(escape_markdown(e), icon=":material/error:")
             st.stop()
+        densities = export_densities(panels, shared_ranges(frames), colour_by, cfg) if st.session_state.density \
+            else None
         files = export_files(maps, class_names, colour_by, title, line, quality_table(runs, cfg),
-                             slide_evidence(panels, frames, colour_by, found), evidence)
+                             slide_evidence(panels, frames, colour_by, found), evidence, densities)
     st.session_state.export_files = {"key": key, **files}
 files = st.session_state.export_files
 if not files or files["key"] != key:

@@ -73,17 +73,30 @@ def map_file(version: str) -> Path:
 
 
 def _publish(spec: str, version: str) -> None:
-    """Write the figure once (to a temporary name, then renamed, so the iframe
-    never reads half a file); mark it as in use; drop old ones beyond ``KEEP_MAPS``."""
-    path = map_file(version)
+    """Write the figure once (``_publish_file``)."""
+    _publish_file(map_file(version), spec.encode())
+
+
+def publish_image(png: bytes) -> str:
+    """Serve a PNG (a map's density image) from the component's folder, once;
+    its URL as the iframe fetches it."""
+    name = f"{hashlib.blake2b(png, digest_size=16).hexdigest()}.png"
+    _publish_file(_component()[1] / MAPS / name, png)
+    return f"{MAPS}/{name}"
+
+
+def _publish_file(path: Path, content: bytes) -> None:
+    """Write ``content`` at ``path`` once (to a temporary name, then renamed,
+    so the iframe never reads half a file); mark it as in use; drop old files
+    beyond ``KEEP_MAPS``."""
     if path.exists():
         os.utime(path)
         return
-    staging = path.with_name(f".{version}.{threading.get_ident()}.tmp")     # sessions are threads
-    staging.write_text(spec)
+    staging = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")     # sessions are threads
+    staging.write_bytes(content)
     os.replace(staging, path)
     ages = {}
-    for other in path.parent.glob("*.json"):
+    for other in [*path.parent.glob("*.json"), *path.parent.glob("*.png")]:
         try:
             ages[other] = time.time() - other.stat().st_mtime
         except OSError:         # removed by another session meanwhile
@@ -105,7 +118,8 @@ class MapEvent:
 
 
 def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | None = None,
-               layers: list[str] | None = None, title: str | None = None, report_drawn: bool = False) -> MapEvent:
+               layers: list[str] | None = None, title: str | None = None, report_drawn: bool = False,
+               density: dict | None = None) -> MapEvent:
     """Draw ``figure`` (a figure, or its JSON; ``layout.height`` tall, 640
     when unset).
 
@@ -117,11 +131,18 @@ def plotly_map(figure: go.Figure | str, key: str, config: dict, layer: str | Non
     written (``escape_plotly``). ``report_drawn``: the browser says when it
     has drawn this figure (a rerun whose event has ``drawn``), so a page can
     start work that would compete with the drawing after it.
+
+    ``density``: an image under the points (``{"image": a plotly layout
+    image whose source is ``publish_image``'s URL, "layer": the layer it is
+    of}``), hidden while the map shows another layer; the map then reports
+    its view (``views.map_view``) when it is zoomed or panned, so the page
+    can draw the image anew for what it shows.
     """
     spec = figure if isinstance(figure, str) else figure.to_json()
     version = hashlib.blake2b(spec.encode(), digest_size=16).hexdigest()
     _publish(spec, version)
     title = None if title is None else escape_plotly(title)
     value = _component()[0](url=f"{MAPS}/{version}.json", version=version, config=config, layer=layer,
-                            layers=layers, title=title, report_drawn=report_drawn, key=key, default=None) or {}
+                            layers=layers, title=title, report_drawn=report_drawn, density=density, key=key,
+                            default=None) or {}
     return MapEvent([int(node) for node in value.get("nodes", [])], drawn=value.get("drawn") == version)

@@ -27,6 +27,9 @@ let switched = null;    // {layer, id} of the last press reported
 let titleTemplate = null;   // the title, with "{layer}" where the layer's name goes
 let nodes = [];         // the selected node ids, last reported
 let drawn = null;       // the version last drawn that the server asked to hear of (args.report_drawn)
+let density = null;     // args.density: {image, layer}, the image of every node under the points
+let view = null;        // {x: [x0, x1], y: [y0, y1], size: [w, h]} after a zoom or pan, when density follows it
+let viewTimer = null;
 let bound = false;
 
 function send(type, fields) {
@@ -35,7 +38,8 @@ function send(type, fields) {
 
 function report() {
   // The layer is the one the user last chose, never whatever a render moved the map to meanwhile.
-  const value = { nodes: nodes, layer: switched && switched.layer, switch: switched && switched.id, drawn: drawn };
+  const value = { nodes: nodes, layer: switched && switched.layer, switch: switched && switched.id, drawn: drawn,
+                  view: view };
   send("streamlit:setComponentValue", { value: value, dataType: "json" });
 }
 
@@ -56,6 +60,19 @@ function bind() {
   map.on("plotly_selected", select);
   map.on("plotly_click", select);
   map.on("plotly_deselect", () => { nodes = []; report(); });
+  map.on("plotly_relayout", (event) => {
+    // A zoom or pan (not our own image swap) asks the server for the density of the new view, once it settles.
+    const axes = Object.keys(event || {}).some((key) => key.startsWith("xaxis") || key.startsWith("yaxis"));
+    if (!density || !density.follow || !axes) {
+      return;
+    }
+    clearTimeout(viewTimer);
+    viewTimer = setTimeout(() => {
+      const full = map._fullLayout;
+      view = { x: full.xaxis.range.slice(), y: full.yaxis.range.slice(), size: [full._size.w, full._size.h] };
+      report();
+    }, 300);
+  });
   window.addEventListener("resize", () => Plotly.Plots.resize(map));
   document.addEventListener("keydown", (event) => {
     const buttons = Array.from(bar.children);
@@ -115,6 +132,17 @@ function titleOf(layer) {
   return titleTemplate === null ? null : titleTemplate.split("{layer}").join(name);
 }
 
+function densityImages(layer) {
+  // The density image belongs to one layer: none while the map shows another.
+  return density && density.layer === layer ? [Object.assign({}, density.image)] : [];
+}
+
+async function showDensity(layer) {
+  const images = densityImages(layer);
+  await Plotly.relayout(map, { images: images });
+  map.dataset.density = images.length ? images[0].source : "";     // tests wait on this
+}
+
 function mark(layer) {
   map.dataset.layer = layer || "";      // tests and benchmarks wait on this
   for (const button of bar.children) button.setAttribute("aria-pressed", String(button.dataset.layer === layer));
@@ -128,8 +156,10 @@ async function moveTo(layer) {
   const xy = coordinates(map.data, layer);
   const title = titleOf(layer);
   const layout = title === null ? {} : { "title.text": title };
+  layout.images = densityImages(layer);
   if (xy.indices.length) await Plotly.update(map, { x: xy.x, y: xy.y }, layout, xy.indices);
   else await Plotly.relayout(map, layout);
+  map.dataset.density = layout.images.length ? layout.images[0].source : "";
   if (move === moves) mark(layer);
 }
 
@@ -176,8 +206,11 @@ async function draw(args, render) {
   offer(args.layers);
   shown = args.version;
   told = wanted = args.layer;
+  density = args.density || null;
+  figure.layout.images = densityImages(args.layer);
   const move = ++moves;
   await Plotly.react(map, figure.data, figure.layout, args.config);
+  map.dataset.density = figure.layout.images.length ? figure.layout.images[0].source : "";
   send("streamlit:setFrameHeight", { height: figure.layout.height + bar.offsetHeight });
   bind();
   if (move === moves) mark(args.layer);
@@ -197,10 +230,18 @@ window.addEventListener("message", async (event) => {
   titleTemplate = args.title === undefined ? null : args.title;
   if (args.version !== shown) {
     await draw(args, render);
-  } else if (args.layer !== told) {     // the server took a new layer (a re-sent render is not news)
-    told = args.layer;
-    if (args.layer !== wanted) await moveTo(args.layer);
+    return;
   }
+  const newDensity = JSON.stringify(args.density || null) !== JSON.stringify(density);
+  density = args.density || null;
+  if (args.layer !== told) {     // the server took a new layer (a re-sent render is not news)
+    told = args.layer;
+    if (args.layer !== wanted) {
+      await moveTo(args.layer);
+      return;
+    }
+  }
+  if (newDensity) await showDensity(wanted);
 });
 
 send("streamlit:componentReady", { apiVersion: 1 });
