@@ -99,3 +99,35 @@ def test_the_exports_draw_every_node_under_the_points(photo_run):
     assert inlined in dense["html"] and inlined not in bare["html"]        # the report opens offline
     assert b'"layer":"below"' in dense["html"]
     assert dense["png"] != bare["png"]
+
+
+def test_the_explore_page_places_every_node_when_asked_then_draws_it(photo_run, tmp_path, monkeypatch):
+    """A Photo map of a 2,000-node sample: the page offers to place the other
+    nodes and places nothing until asked; pressed, it writes every layer's
+    places, and the map carries a density image with its caption."""
+    import json
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from layerscope.engine.project import ProjectionConfig, project_layers
+    from layerscope.engine.runs import read_run
+    from tests.conftest import ROOT
+
+    run_dir = shutil.copytree(photo_run, tmp_path / "runs" / "sampled", ignore=shutil.ignore_patterns("projections"))
+    cfg = ProjectionConfig(sample=2_000, n_epochs=30)
+    project_layers(read_run(run_dir), read_run(run_dir).layer_names, cfg)
+    monkeypatch.setenv("LAYERSCOPE_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.session_state["projection"] = cfg
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not list((run_dir / "projections").glob("*.placed.npy"))
+    at.button(key="place_sampled").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(list((run_dir / "projections").glob("*.placed.npy"))) == 4
+    args = [json.loads(c.proto.json_args) for c in at.get("component_instance")]
+    assert args[0]["density"]["layer"] == "hidden2" and args[0]["density"]["image"]["layer"] == "below"
+    assert any("Under the points: all 7,650 nodes as a density" in c.value for c in at.caption)
+    at.toggle(key="density").set_value(False).run()
+    assert json.loads(at.get("component_instance")[0].proto.json_args)["density"] is None
