@@ -12,8 +12,8 @@ from layerscope.dashboard.layouts import compare_panels
 from layerscope.dashboard.panels import layer_metrics_caption, legend_controls, projection_settings, selection_table
 from layerscope.dashboard.plotly_map import plotly_map
 from layerscope.dashboard.readers import list_runs, node_table, open_run
-from layerscope.dashboard.views import (default_compare_layers, default_layer, linked_selection, projection_caption,
-                                        shared_layers)
+from layerscope.dashboard.views import (default_compare_layers, default_layer, legend_counts, linked_selection,
+                                        projection_caption, shared_layers)
 from layerscope.engine.summary import same_graph
 
 COLUMNS = 3     # panels per row
@@ -65,7 +65,10 @@ height = 460 if len(panels) > 1 else 640
 reported = []
 # The share wrong under each panel when the panels' runs differ, once under the grid when they agree.
 wrong = [correct_caption(frame, shown) for frame in frames] if colour_by == "correct" else []
-st.html(legend_html(legend_entries(frames, colour_by, class_names)))
+counts = legend_counts(nodes, panels[0][2].nodes, colour_by, class_names) or {}     # the whole graph, and points
+st.html(legend_html([(counts.get(name, name), colour) for name, colour in legend_entries(frames, colour_by,
+                                                                                         class_names)]))
+densities = 0
 for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames)):
     if index % COLUMNS == 0:
         row = st.columns(COLUMNS)
@@ -76,6 +79,7 @@ for index, ((panel_run, layer, layout), frame) in enumerate(zip(panels, frames))
                          selected=selection if selection.size else None, legend=False, over_density=every is not None)
         density = None if every is None else density_layer(panel_run, layout, every, colour_by, shown,
                                                            (*ranges, (520, height)), follow=False)
+        densities += density is not None
         reported.append(plotly_map(map_figure(frame, class_names, style), key=f"compare_panel_{index}",
                                    config=MAP_CONFIG, density=density).nodes)
         layer_metrics_caption(panel_run, layer, layout, compact=True)
@@ -91,6 +95,9 @@ if changed is not None:
     st.rerun()      # draw the new selection in the panels drawn before this one
 
 st.caption(f"Layouts: {projection_caption(cfg, panels[0][2], len(nodes))}")
+if densities:
+    st.caption(f"Under the points of {densities} of the {len(panels)} panels: all {len(nodes):,} nodes as a "
+               "density, placed on each layout (Explore places them, and its switch hides them).")
 if selection.size:
     left, right = st.columns([4, 1])
     left.subheader(f"{selection.size:,} nodes selected, highlighted in every panel")
