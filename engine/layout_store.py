@@ -154,7 +154,7 @@ class LayoutStore:
             if shape != (num_nodes, 2) or dtype != np.float32:
                 return None
             info = json.loads(meta.read_text())
-            return np.load(path, mmap_mode="r", allow_pickle=False), info if isinstance(info, dict) else {}
+            return np.load(path, mmap_mode="r", allow_pickle=False), _placement_info(info)
         except (OSError, ValueError):
             return None
 
@@ -199,3 +199,16 @@ class LayoutStore:
         for k, entry in layouts.items():
             by_layer.setdefault(entry["layer"], []).append(k)
         atomic_write_json(path, {"layouts": layouts, "by_layer": by_layer})
+
+
+_PLACEMENT_FIELDS = {"layer": str, "layout": str, "method": str, "n_neighbors": int, "placed": int,
+                     "seconds": (int, float)}
+
+
+def _placement_info(info) -> dict:
+    """What a ``<key>.placed.json`` (the run's, so untrusted) says, kept only
+    where each field has its type: a page formats these as numbers and words."""
+    if not isinstance(info, dict):
+        return {}
+    return {key: value for key, value in info.items() if key in _PLACEMENT_FIELDS
+            and isinstance(value, _PLACEMENT_FIELDS[key]) and not isinstance(value, bool)}

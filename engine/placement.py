@@ -103,6 +103,7 @@ class Placer:
 # --- every node of a run's layouts ---------------------------------------------
 
 BLOCK_ROWS = 65_536         # rows read, prepared and placed at a time
+PREPARED_BY = ("method", "metric", "pca_dims", "n_neighbors", "seed")     # what places a node, besides its layer
 
 
 def place_all_nodes(run: Run, layouts: list[Layout], cfg: ProjectionConfig = ProjectionConfig(),
@@ -118,6 +119,11 @@ def place_all_nodes(run: Run, layouts: list[Layout], cfg: ProjectionConfig = Pro
     sample, where it is exact). ``cached_only``: compute nothing, None when
     any is missing. ``progress``: as ``project_layers``'.
     """
+    for layout in layouts:      # the rows are prepared as cfg says: it must be what made the layout
+        made = layout.info.get("params") if isinstance(layout.info.get("params"), dict) else {}
+        differ = [key for key in PREPARED_BY if key in made and made[key] != getattr(cfg, key)]
+        if differ:
+            raise ValueError(f"layer {layout.layer}'s layout was made with other {', '.join(differ)} than {cfg}")
     store = LayoutStore(run, read_only=cached_only)
     num_nodes = run.record["dataset"]["num_nodes"]
     report = Progress(progress, steps=len(layouts))

@@ -342,3 +342,31 @@ def test_trustworthiness_is_scikit_learns(width):
         assert ours == pytest.approx(sklearn_trustworthiness(unit, xy, n_neighbors=TRUST_K, metric="cosine"),
                                      abs=1e-6)
         assert 0.4 < ours < 1.0
+
+
+def test_a_placement_file_that_lies_is_read_as_numbers_or_not_at_all(fresh_run):
+    """``<key>.placed.json`` / ``.npy`` come from the run folder: wrong types
+    are dropped, a file of the wrong shape or a link is not read."""
+    import json
+    import os
+
+    from layerscope.engine.layout_store import LayoutStore
+    from layerscope.engine.placement import place_all_nodes
+
+    layout, = project_layers(fresh_run, ["hidden2"], FAST)
+    place_all_nodes(fresh_run, [layout], FAST)
+    store, key = LayoutStore(fresh_run), layout.info["key"]
+    meta = store.folder / f"{key}.placed.json"
+    meta.write_text(json.dumps({"placed": "many", "seconds": True, "method": ["x"], "layer": "hidden2"}))
+    _, info = store.placement(key, 7650)
+    assert info == {"layer": "hidden2"}
+    npy = store.folder / f"{key}.placed.npy"
+    np.save(npy, np.zeros((7650, 3), dtype=np.float32))
+    assert store.placement(key, 7650) is None                   # not (nodes, 2): placed again when asked
+    outside = fresh_run.path.parent / "outside.npy"
+    np.save(outside, np.zeros((7650, 2), dtype=np.float32))
+    npy.unlink()
+    os.symlink(outside, npy)
+    assert store.placement(key, 7650) is None                   # a link out of the run is never read
+    with pytest.raises(ValueError, match="made with other n_neighbors"):
+        place_all_nodes(fresh_run, [layout], dataclasses.replace(FAST, n_neighbors=30))
