@@ -84,9 +84,11 @@ def density_layer(run: Run, layout: Layout, every: Placement, colour_by: str, sh
     node within ``view`` (``views.map_view``, or ranges and a pixel size;
     the whole placement when None), as many pixels as the map shows there.
     ``follow``: the map reports its view when zoomed, to be drawn anew."""
-    x_range, y_range = (tuple(view[0]), tuple(view[1])) if view else extent(every.xy)
+    whole = extent(every.xy)
+    overlaps = view is not None and all(view[i][0] < whole[i][1] and whole[i][0] < view[i][1] for i in (0, 1))
+    x_range, y_range = (tuple(view[0]), tuple(view[1])) if overlaps else whole     # a view of another run: all
     png = density_image(run, layout, every, colour_by, shown, x_range, y_range,
-                        image_size(x_range, y_range, view[2] if view else None))
+                        image_size(x_range, y_range, view[2] if overlaps else None))
     return {"image": layout_image(publish_image(png), x_range, y_range), "layer": every.layer, "follow": follow}
 
 
